@@ -1,0 +1,1 @@
+"""absl entry points; each pipeline is also a console script."""

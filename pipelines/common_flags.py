@@ -1,0 +1,144 @@
+"""Flags every pipeline shares: backbone, runtime, training, export, mode.
+
+Task-specific flags live in the pipeline that owns them. Validators reject
+bad values when flags are parsed, before any work starts.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+from absl import flags
+
+from tflm import backbones
+from tflm.errors import UserError
+from tflm.training import runtime
+
+FLAGS = flags.FLAGS
+MODES = ("train", "eval", "export", "train_and_export")
+
+
+def define_mode_flag():
+    flags.DEFINE_enum("mode", "train_and_export", MODES,
+                      "train: train and evaluate; eval: evaluate the best checkpoint in "
+                      "--model_dir; export: export it; train_and_export: all three.")
+
+
+def define_backbone_flags():
+    flags.DEFINE_string("backbone", backbones.BUNDLED_MINILM,
+                        "KerasHub preset name or handle (kaggle://, hf://), a local KerasHub "
+                        "preset dir, or a local Hugging Face checkpoint dir. Default: the "
+                        "bundled MiniLM-L6-H384.")
+    flags.DEFINE_string("freeze", "",
+                        "What to freeze, comma-separated: embeddings, blocks:A-B, bottom:N, "
+                        "pattern:REGEX, all. Example: embeddings,bottom:4.")
+    flags.DEFINE_integer("freeze_bottom", 0, "Freeze the lowest N transformer blocks "
+                         "(adds bottom:N to --freeze).", lower_bound=0)
+    flags.register_validator("freeze", _valid_freeze, message="--freeze: bad spec")
+
+
+def _valid_freeze(value):
+    try:
+        backbones.FreezeSpec.parse(value)
+    except UserError as e:
+        raise flags.ValidationError(str(e))
+    return True
+
+
+def freeze_spec_text():
+    """--freeze with --freeze_bottom folded in."""
+    parts = [FLAGS.freeze] if FLAGS.freeze else []
+    if FLAGS.freeze_bottom:
+        parts.append(f"bottom:{FLAGS.freeze_bottom}")
+    return ",".join(parts)
+
+
+def define_runtime_flags():
+    flags.DEFINE_enum("strategy", "default", runtime.STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored (0: all visible).", lower_bound=0)
+    flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu ('local' on a TPU VM).")
+    flags.DEFINE_enum("precision", "auto", runtime.PRECISIONS,
+                      "Dtype policy. auto: mixed_bfloat16 where the device has fast bf16 "
+                      "(this CPU, TPU, Ampere+ GPU), else float32/mixed_float16. Heads stay float32.")
+    flags.register_multi_flags_validator(
+        ["strategy", "tpu"], lambda f: f["strategy"] == "tpu" or not f["tpu"],
+        message="--tpu is only used with --strategy=tpu")
+    flags.register_multi_flags_validator(
+        ["strategy", "tpu"], lambda f: f["strategy"] != "tpu" or bool(f["tpu"]),
+        message="--strategy=tpu needs --tpu")
+
+
+def runtime_config():
+    return runtime.RuntimeConfig(FLAGS.strategy, FLAGS.num_gpus, FLAGS.tpu, FLAGS.precision)
+
+
+def define_training_flags(pipeline, best_metric):
+    flags.DEFINE_string("model_dir", os.path.join("runs", pipeline),
+                        "Checkpoints, logs, flagfile and eval results; any tf.io.gfile path "
+                        "(local, gs://). Training resumes from the latest checkpoint here.")
+    flags.DEFINE_integer("num_epochs", 3, "Training epochs (ignored if --train_steps > 0).", lower_bound=1)
+    flags.DEFINE_integer("train_steps", 0, "Total optimizer steps; 0: --num_epochs worth.", lower_bound=0)
+    flags.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).", lower_bound=1)
+    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.", lower_bound=0.0)
+    flags.DEFINE_float("warmup_fraction", 0.1, "Fraction of steps for linear warmup.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on bias/LayerNorm).", lower_bound=0.0)
+    flags.DEFINE_float("clip_norm", 1.0, "Global gradient-norm clip; 0: off.", lower_bound=0.0)
+    flags.DEFINE_integer("checkpoint_every_steps", 500, "Checkpoint interval.", lower_bound=1)
+    flags.DEFINE_integer("eval_every_steps", 0, "Evaluation interval; 0: every epoch.", lower_bound=0)
+    flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the best is kept apart).", lower_bound=1)
+    flags.DEFINE_string("best_metric", best_metric, "Validation metric that picks the best weights "
+                        "and drives early stopping (loss-like metrics are minimised).")
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many evaluations without "
+                         "improvement of --best_metric; 0: never.", lower_bound=0)
+    flags.DEFINE_integer("steps_per_loop", 1, "Steps per compiled call (larger: less Python "
+                         "overhead, coarser progress).", lower_bound=1)
+    flags.DEFINE_integer("seed", 42, "Seed for initialisation and data order.")
+
+
+def define_export_flags(default_name):
+    flags.DEFINE_string("export_dir", "savedmodels", "Export root: <export_dir>/<export_name>/<version>.")
+    flags.DEFINE_string("export_name", default_name, "Model name under --export_dir.")
+    flags.register_validator("export_name", lambda v: bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", v)),
+                             message="--export_name: use letters, digits, '.', '_' or '-'")
+
+
+FLAGFILE = "flags.txt"
+
+
+def _pipeline_flags():
+    """Flags defined by tflm pipelines (absl's own flags are left out)."""
+    names = []
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if "absl" in module:
+            continue
+        names.extend(f.name for f in module_flags)
+    return sorted(set(names))
+
+
+def prepare_model_dir(model_dir, run_defining_flags):
+    """Creates --model_dir and saves the run's flags as a flagfile in it.
+
+    If the folder already holds a run, the flags that define the model (e.g.
+    --backbone) must match, or resuming would load mismatched weights.
+    """
+    path = os.path.join(model_dir, FLAGFILE)
+    try:
+        tf.io.gfile.makedirs(model_dir)
+        previous = {}
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                for line in f:
+                    name, _, value = line.strip().lstrip("-").partition("=")
+                    previous[name] = value
+        for name in run_defining_flags:
+            current = FLAGS[name].serialize().lstrip("-").partition("=")[2]
+            if name in previous and previous[name] != current:
+                raise UserError(
+                    f"--{name}={current} differs from --{name}={previous[name]} of the run in "
+                    f"--model_dir={model_dir}; use a new --model_dir"
+                )
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write("\n".join(FLAGS[n].serialize() for n in _pipeline_flags() if n != "mode") + "\n")
+    except (tf.errors.OpError, OSError) as e:
+        raise UserError(f"--model_dir={model_dir}: not writable ({str(e).splitlines()[0]})") from None

@@ -1,0 +1,8 @@
+"""SavedModel export for TF Serving: raw text in, predictions out."""
+
+from tflm.export.saved_model_versions import existing_versions
+from tflm.export.saved_model_versions import write_new_version
+from tflm.export.text_classifier_export import TextClassifierServingModule
+from tflm.export.text_classifier_export import export_text_classifier
+from tflm.export.verification import run_in_fresh_process
+from tflm.export.verification import verify_export

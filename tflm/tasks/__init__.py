@@ -1,0 +1,4 @@
+"""Tasks: what to build, feed, optimise and measure for one kind of problem."""
+
+from tflm.tasks.text_classification_task import TextClassificationConfig
+from tflm.tasks.text_classification_task import TextClassificationTask

@@ -1,0 +1,253 @@
+"""A step-based training loop with checkpoints, resume, eval and early stopping.
+
+Task-agnostic: it gets a model, an optimizer, a per-example loss function, a
+dataset of (features, targets) and an `evaluate` callable returning a metrics
+dict. It follows Model Garden's Orbit loop rather than `Model.fit` because it
+must resume mid-epoch (the data iterator position is in the checkpoint), and
+because Keras 3.15's `fit` trips over tf.distribute (see STACK_NOTES).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tflm.errors import UserError
+
+BEST_METRICS_FILE = "best_metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    train_steps: int
+    steps_per_epoch: int
+    checkpoint_every_steps: int = 500
+    eval_every_steps: int = 0  # 0: once per epoch.
+    keep_checkpoints: int = 3
+    best_metric: str = "accuracy"
+    early_stopping_patience: int = 0  # Evaluations without improvement; 0: off.
+    steps_per_loop: int = 1
+
+    @property
+    def eval_interval(self):
+        return self.eval_every_steps or self.steps_per_epoch
+
+    @property
+    def best_metric_mode(self):
+        lower_is_better = ("loss", "perplexity", "error")
+        return "min" if any(s in self.best_metric for s in lower_is_better) else "max"
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, "checkpoints")
+
+
+def best_dir(model_dir):
+    return os.path.join(model_dir, "best")
+
+
+def restore_for_inference(model, model_dir):
+    """Loads the best weights (else the latest) from a training run.
+
+    Returns the checkpoint path restored; raises UserError if there is none
+    or it is unreadable.
+    """
+    for directory in (best_dir(model_dir), checkpoint_dir(model_dir)):
+        path = tf.train.latest_checkpoint(directory)
+        if path:
+            try:
+                tf.train.Checkpoint(model=model).restore(path).expect_partial()
+            except (tf.errors.OpError, ValueError, AssertionError) as e:
+                raise UserError(f"checkpoint {path}: cannot restore ({str(e).splitlines()[0]})") from None
+            return path
+    raise UserError(f"--model_dir={model_dir}: no checkpoint to load (train first)")
+
+
+class Trainer:
+    """Trains `model` under `strategy`; create model and optimizer in its scope."""
+
+    def __init__(self, model, optimizer, loss_fn, strategy, model_dir, config, evaluate):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.strategy = strategy
+        self.model_dir = model_dir
+        self.config = config
+        self.evaluate = evaluate
+        sign = 1.0 if config.best_metric_mode == "max" else -1.0
+        with strategy.scope():
+            # Best score is stored negated for "min" metrics so larger is better.
+            self._sign = sign
+            self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+            self._evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self._finished = tf.Variable(False, trainable=False)
+
+    # -- the compiled step -------------------------------------------------
+    def _make_train_loop(self):
+        model, optimizer, loss_fn, strategy = self.model, self.optimizer, self.loss_fn, self.strategy
+
+        def step_fn(batch):
+            features, targets = batch
+            with tf.GradientTape() as tape:
+                outputs = model(features, training=True)
+                loss = tf.nn.compute_average_loss(loss_fn(targets, outputs))
+                scaled = optimizer.scale_loss(loss)
+            variables = model.trainable_variables
+            gradients = tape.gradient(scaled, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
+            return loss
+
+        @tf.function
+        def train_loop(iterator, steps):
+            total = tf.constant(0.0)
+            for _ in tf.range(steps):
+                losses = strategy.run(step_fn, args=(next(iterator),))
+                total += strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+            return total / tf.cast(steps, tf.float32)
+
+        return train_loop
+
+    def _learning_rate(self):
+        rate = self.optimizer.learning_rate
+        return float(rate(self.optimizer.iterations) if callable(rate) else rate)
+
+    # -- the loop ----------------------------------------------------------
+    def train(self, train_dataset):
+        """Trains to `config.train_steps`, resuming from the latest checkpoint.
+
+        Returns the best evaluation metrics (the model ends holding the best
+        weights).
+        """
+        config = self.config
+        iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset))
+        checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            iterator=iterator,
+            best_score=self._best_score,
+            evals_since_best=self._evals_since_best,
+            finished=self._finished,
+        )
+        manager = tf.train.CheckpointManager(
+            checkpoint, checkpoint_dir(self.model_dir), max_to_keep=config.keep_checkpoints
+        )
+        best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=self.model), best_dir(self.model_dir), max_to_keep=1
+        )
+        self._restore_latest(checkpoint, manager)
+        step = int(self.optimizer.iterations.numpy())
+        if step >= config.train_steps or bool(self._finished.numpy()):
+            logging.info("Training already finished at step %d in %s", step, self.model_dir)
+            return self._finish(best_manager)
+
+        train_loop = self._make_train_loop()
+        writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
+        epochs = math.ceil(config.train_steps / config.steps_per_epoch)
+        progbar = None
+        start, start_step = time.time(), step
+        while step < config.train_steps:
+            if progbar is None or step % config.steps_per_epoch == 0:
+                epoch = step // config.steps_per_epoch
+                epoch_start = epoch * config.steps_per_epoch
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                progbar = keras.utils.Progbar(
+                    min(config.steps_per_epoch, config.train_steps - epoch_start),
+                    stateful_metrics=["loss", "lr"],
+                )
+                progbar.update(step - epoch_start)
+            steps = self._steps_to_next_event(step)
+            loss = float(train_loop(iterator, tf.constant(steps)))
+            step += steps
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss} at step {step}; last good checkpoint: "
+                    f"{manager.latest_checkpoint or 'none'}. Lower --learning_rate or use "
+                    "--precision=float32."
+                )
+            lr = self._learning_rate()
+            progbar.update(step - epoch_start, [("loss", loss), ("lr", lr)])
+            with writer.as_default(step=step):
+                tf.summary.scalar("loss", loss)
+                tf.summary.scalar("learning_rate", lr)
+            stop = False
+            if step % config.eval_interval == 0 or step == config.train_steps:
+                stop = self._evaluate_and_track(step, best_manager, eval_writer)
+            if stop or step == config.train_steps:
+                self._finished.assign(True)
+                manager.save(checkpoint_number=step)
+                break
+            if step % config.checkpoint_every_steps == 0:
+                manager.save(checkpoint_number=step)
+        elapsed = time.time() - start
+        logging.info("Trained %d steps in %.1fs (%.2f steps/s)", step - start_step, elapsed,
+                     (step - start_step) / max(elapsed, 1e-9))
+        return self._finish(best_manager)
+
+    def _steps_to_next_event(self, step):
+        config = self.config
+        boundaries = [config.steps_per_loop, config.checkpoint_every_steps, config.eval_interval,
+                      config.steps_per_epoch]
+        distances = [b - step % b for b in boundaries]
+        return min(distances + [config.train_steps - step])
+
+    def _restore_latest(self, checkpoint, manager):
+        path = manager.latest_checkpoint
+        if not path:
+            logging.info("No checkpoint in %s: training from the start", manager.directory)
+            return
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            raise UserError(
+                f"checkpoint {path}: cannot resume from it ({str(e).splitlines()[0]}); "
+                "use a new --model_dir or delete the checkpoint"
+            ) from None
+        logging.info("Resumed from %s at step %d", path, int(self.optimizer.iterations.numpy()))
+
+    def _evaluate_and_track(self, step, best_manager, eval_writer):
+        """Evaluates, keeps the best weights; returns True to stop early."""
+        metrics = self.evaluate()
+        with eval_writer.as_default(step=step):
+            for name, value in metrics.items():
+                if isinstance(value, (int, float)):
+                    tf.summary.scalar(name, value)
+        if self.config.best_metric not in metrics:
+            raise UserError(
+                f"--best_metric={self.config.best_metric}: not computed by this task "
+                f"(available: {sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))})"
+            )
+        score = self._sign * float(metrics[self.config.best_metric])
+        summary = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        if score > float(self._best_score.numpy()):
+            self._best_score.assign(score)
+            self._evals_since_best.assign(0)
+            best_manager.save(checkpoint_number=step)
+            with tf.io.gfile.GFile(os.path.join(best_dir(self.model_dir), BEST_METRICS_FILE), "w") as f:
+                json.dump({"step": step, "metrics": metrics}, f, indent=1)
+            print(f"\nstep {step}: {summary} (new best {self.config.best_metric})", flush=True)
+        else:
+            self._evals_since_best.assign_add(1)
+            print(f"\nstep {step}: {summary}", flush=True)
+        patience = self.config.early_stopping_patience
+        if patience and int(self._evals_since_best.numpy()) >= patience:
+            logging.info("Early stopping at step %d: %s did not improve for %d evaluations",
+                         step, self.config.best_metric, patience)
+            return True
+        return False
+
+    def _finish(self, best_manager):
+        if not best_manager.latest_checkpoint:
+            return {}
+        tf.train.Checkpoint(model=self.model).restore(best_manager.latest_checkpoint).expect_partial()
+        with tf.io.gfile.GFile(os.path.join(best_dir(self.model_dir), BEST_METRICS_FILE)) as f:
+            best = json.load(f)
+        logging.info("Restored best weights from step %d (%s=%s)", best["step"],
+                     self.config.best_metric, best["metrics"].get(self.config.best_metric))
+        return best["metrics"]
