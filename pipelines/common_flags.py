@@ -107,12 +107,12 @@ FLAGFILE = "flags.txt"
 
 
 def _pipeline_flags():
-    """Flags defined by tflm pipelines (absl's own flags are left out)."""
+    """Flags defined by tflm pipelines (absl's and TensorFlow's are left out)."""
     names = []
     for module, module_flags in FLAGS.flags_by_module_dict().items():
-        if "absl" in module:
-            continue
-        names.extend(f.name for f in module_flags)
+        # A pipeline run as a script registers its flags under its file path.
+        if module.startswith("pipelines") or "/pipelines/" in module or module == "__main__":
+            names.extend(f.name for f in module_flags)
     return sorted(set(names))
 
 
@@ -139,6 +139,7 @@ def prepare_model_dir(model_dir, run_defining_flags):
                     f"--model_dir={model_dir}; use a new --model_dir"
                 )
         with tf.io.gfile.GFile(path, "w") as f:
-            f.write("\n".join(FLAGS[n].serialize() for n in _pipeline_flags() if n != "mode") + "\n")
+            lines = (FLAGS[n].serialize() for n in _pipeline_flags() if n != "mode")
+            f.write("\n".join(line for line in lines if line) + "\n")
     except (tf.errors.OpError, OSError) as e:
         raise UserError(f"--model_dir={model_dir}: not writable ({str(e).splitlines()[0]})") from None

@@ -21,6 +21,7 @@ from absl import logging
 from tflm.errors import UserError
 
 BEST_METRICS_FILE = "best_metrics.json"
+TRAIN_STATS_FILE = "train_stats.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Trainer:
             self._sign = sign
             self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
             self._evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False)
-            self._finished = tf.Variable(False, trainable=False)
+            self._stopped_early = tf.Variable(False, trainable=False)
 
     # -- the compiled step -------------------------------------------------
     def _make_train_loop(self):
@@ -126,13 +127,19 @@ class Trainer:
         """
         config = self.config
         iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset))
+        # Dropout seed-generator states are model variables but not weights,
+        # so tracking the model alone misses them; without them a resumed
+        # run would draw different dropout masks.
+        weight_ids = {id(v) for v in self.model.weights}
+        random_states = [v.value for v in self.model.variables if id(v) not in weight_ids]
         checkpoint = tf.train.Checkpoint(
             model=self.model,
+            random_states=random_states,
             optimizer=self.optimizer,
             iterator=iterator,
             best_score=self._best_score,
             evals_since_best=self._evals_since_best,
-            finished=self._finished,
+            stopped_early=self._stopped_early,
         )
         manager = tf.train.CheckpointManager(
             checkpoint, checkpoint_dir(self.model_dir), max_to_keep=config.keep_checkpoints
@@ -142,7 +149,7 @@ class Trainer:
         )
         self._restore_latest(checkpoint, manager)
         step = int(self.optimizer.iterations.numpy())
-        if step >= config.train_steps or bool(self._finished.numpy()):
+        if step >= config.train_steps or bool(self._stopped_early.numpy()):
             logging.info("Training already finished at step %d in %s", step, self.model_dir)
             return self._finish(best_manager)
 
@@ -151,7 +158,9 @@ class Trainer:
         eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
         epochs = math.ceil(config.train_steps / config.steps_per_epoch)
         progbar = None
-        start, start_step = time.time(), step
+        # Throughput counts time inside training calls only, skipping the
+        # first one (it traces); eval and checkpoint time are left out.
+        timed_steps, timed_seconds, start_step = 0, 0.0, step
         while step < config.train_steps:
             if progbar is None or step % config.steps_per_epoch == 0:
                 epoch = step // config.steps_per_epoch
@@ -163,7 +172,10 @@ class Trainer:
                 )
                 progbar.update(step - epoch_start)
             steps = self._steps_to_next_event(step)
+            call_start = time.time()
             loss = float(train_loop(iterator, tf.constant(steps)))
+            if step > start_step:
+                timed_steps, timed_seconds = timed_steps + steps, timed_seconds + time.time() - call_start
             step += steps
             if not math.isfinite(loss):
                 raise FloatingPointError(
@@ -180,15 +192,20 @@ class Trainer:
             if step % config.eval_interval == 0 or step == config.train_steps:
                 stop = self._evaluate_and_track(step, best_manager, eval_writer)
             if stop or step == config.train_steps:
-                self._finished.assign(True)
+                self._stopped_early.assign(stop)
                 manager.save(checkpoint_number=step)
                 break
             if step % config.checkpoint_every_steps == 0:
                 manager.save(checkpoint_number=step)
-        elapsed = time.time() - start
-        logging.info("Trained %d steps in %.1fs (%.2f steps/s)", step - start_step, elapsed,
-                     (step - start_step) / max(elapsed, 1e-9))
+        self._write_train_stats(step - start_step, timed_steps, timed_seconds)
         return self._finish(best_manager)
+
+    def _write_train_stats(self, steps, timed_steps, seconds):
+        stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
+                 "steps_per_second": timed_steps / seconds if timed_steps else None}
+        logging.info("Trained %d steps; steady state %.2f steps/s", steps, stats["steps_per_second"] or 0)
+        with tf.io.gfile.GFile(os.path.join(self.model_dir, TRAIN_STATS_FILE), "w") as f:
+            json.dump(stats, f, indent=1)
 
     def _steps_to_next_event(self, step):
         config = self.config

@@ -1,0 +1,86 @@
+"""Shared by the classification benchmarks: run the pipeline, time the export.
+
+The pipeline runs as a subprocess exactly as a user would run it; this module
+then reads what it wrote (eval_results.json, train_stats.json) and measures
+the exported SavedModel's single-sentence latency in-process with only
+TensorFlow + tensorflow-text.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+
+
+def run_classify(flags, log_path):
+    """Runs pipelines/classify.py with `flags`; returns wall seconds."""
+    start = time.time()
+    with open(log_path, "w") as log:
+        subprocess.run([sys.executable, "-m", "pipelines.classify", *flags], cwd=ROOT,
+                       stdout=log, stderr=subprocess.STDOUT, check=True)
+    return time.time() - start
+
+
+def latest_export(export_root, name):
+    model_root = os.path.join(export_root, name)
+    version = max(int(v) for v in os.listdir(model_root) if v.isdigit())
+    return os.path.join(model_root, str(version))
+
+
+def serving_latency(export_dir, sentences, repeats=200, warmup=20):
+    """p50/p95 milliseconds of one-sentence requests to serving_default."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    for i in range(warmup):
+        serve(text=tf.constant([sentences[i % len(sentences)]]))
+    times = []
+    for i in range(repeats):
+        request = tf.constant([sentences[i % len(sentences)]])
+        start = time.perf_counter()
+        serve(text=request)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+
+
+def summarize(name, model_dir, export_dir, wall_seconds, batch_size, settings, latency_sentences):
+    with open(os.path.join(model_dir, "eval_results.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(model_dir, "train_stats.json")) as f:
+        stats = json.load(f)
+    latency = serving_latency(export_dir, latency_sentences)
+    result = {
+        "benchmark": name,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "eval_examples": report["num_examples"],
+        "train_examples_per_second": stats["steps_per_second"] * batch_size,
+        "wall_seconds": wall_seconds,
+        "export": export_dir,
+        "export_p50_ms": latency["p50_ms"],
+        "export_p95_ms": latency["p95_ms"],
+        "settings": settings,
+    }
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(os.path.join(RESULTS_DIR, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    rows = [
+        ("accuracy (%)", f"{100 * result['accuracy']:.2f}"),
+        ("macro F1 (%)", f"{100 * result['macro_f1']:.2f}"),
+        ("train examples/s", f"{result['train_examples_per_second']:.1f}"),
+        ("wall time (min)", f"{wall_seconds / 60:.1f}"),
+        ("export p50 / p95 (ms, 1 sentence)", f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}"),
+    ]
+    print(f"\n{name}")
+    for key, value in rows:
+        print(f"  {key:<36}{value:>12}")
+    print(f"  settings: {' '.join(settings)}")
+    print(f"  wrote {os.path.join(RESULTS_DIR, name + '.json')}")
+    return result

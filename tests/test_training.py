@@ -1,0 +1,159 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflm import backbones, training
+from tflm.data import demo
+from tflm.errors import UserError
+from tflm.tasks import TextClassificationConfig, TextClassificationTask
+from tflm.training.optimization import WarmupLinearDecay, create_optimizer
+from tflm.training.runtime import get_distribution_strategy, resolve_precision
+
+
+def test_warmup_then_linear_decay():
+    schedule = WarmupLinearDecay(1.0, total_steps=110, warmup_steps=10)
+    values = [float(schedule(s)) for s in (0, 5, 10, 60, 110, 200)]
+    assert values == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+
+
+def test_weight_decay_skips_bias_and_layer_norm():
+    optimizer = create_optimizer(1e-3, 100)
+    dense = keras.layers.Dense(2)
+    norm = keras.layers.LayerNormalization()
+    dense.build((None, 3))
+    norm.build((None, 3))
+    optimizer.build(dense.weights + norm.weights)
+    decayed = {v.path for v in dense.weights + norm.weights if optimizer._use_weight_decay(v)}
+    assert decayed == {dense.kernel.path}
+
+
+def test_strategies_and_errors():
+    assert get_distribution_strategy("default").num_replicas_in_sync == 1
+    assert isinstance(get_distribution_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+    with pytest.raises(UserError, match="--strategy=bogus"):
+        get_distribution_strategy("bogus")
+    with pytest.raises(UserError, match="--tpu=my-tpu needs --strategy=tpu"):
+        get_distribution_strategy("default", tpu="my-tpu")
+    with pytest.raises(UserError, match="--strategy=tpu needs --tpu"):
+        get_distribution_strategy("tpu")
+    with pytest.raises(UserError, match="--num_gpus=2: only 0 GPU"):
+        get_distribution_strategy("mirrored", num_gpus=2)
+    assert resolve_precision("float32", None) == "float32"
+    assert resolve_precision("auto", tf.distribute.get_strategy()) in ("float32", "mixed_bfloat16")
+
+
+def build(tiny_preset, model_dir, freeze="", train_steps=6, steps_per_epoch=3, evaluate=None, **trainer_kwargs):
+    """A tiny classifier on the demo data with its trainer.
+
+    `evaluate(step, real_evaluate)` may replace evaluation (to script metrics
+    or simulate a crash).
+    """
+    keras.utils.set_random_seed(1)
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, freeze=freeze, max_seq_length=32))
+    train = task.read_examples(demo.SENTIMENT_TRAIN, "train")
+    labels = task.label_vocabulary(train)
+    evaluation = task.read_examples(demo.SENTIMENT_DEV, "validation", labels)
+    backbone, preset = backbones.load_backbone(tiny_preset)
+    preprocessor = task.build_preprocessor(preset)
+    model = task.build_model(backbone, len(labels))
+    train_inputs = task.build_inputs(train, labels, preprocessor)
+    eval_inputs = task.build_inputs(evaluation, labels, preprocessor)
+    config = training.TrainerConfig(train_steps=train_steps, steps_per_epoch=steps_per_epoch,
+                                    checkpoint_every_steps=2, **trainer_kwargs)
+    optimizer = training.create_optimizer(1e-3, train_steps)
+
+    def real_evaluate():
+        return task.evaluate(model, eval_inputs, labels, 16)[0]
+
+    trainer = training.Trainer(
+        model, optimizer, task.loss, tf.distribute.get_strategy(), str(model_dir), config,
+        evaluate=(lambda: evaluate(int(optimizer.iterations.numpy()), real_evaluate)) if evaluate else real_evaluate,
+    )
+    return trainer, train_inputs.training(16, seed=7)
+
+
+def weights(model):
+    return {v.path: v.numpy().copy() for v in model.weights}
+
+
+def test_frozen_weights_stay_bit_identical(tiny_preset, tmp_path):
+    trainer, dataset = build(tiny_preset, tmp_path, freeze="embeddings,bottom:1")
+    before = weights(trainer.model)
+    frozen = {v.path for v in trainer.model.weights if not v.trainable}
+    assert any(p.startswith("token_embedding") for p in frozen)
+    assert any(p.startswith("transformer_layer_0/") for p in frozen)
+    trainer.train(dataset)
+    for v in trainer.model.weights:
+        if v.path in frozen:
+            np.testing.assert_array_equal(v.numpy(), before[v.path], err_msg=v.path)
+    unchanged = [v.path for v in trainer.model.trainable_weights if np.array_equal(v.numpy(), before[v.path])]
+    assert unchanged == []
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tiny_preset, tmp_path):
+    reference, dataset = build(tiny_preset, tmp_path / "reference", train_steps=8, steps_per_epoch=4)
+    reference.train(dataset)
+
+    def crash_at_step_4(step, real_evaluate):
+        if step == 4:
+            raise Crash()
+        return real_evaluate()
+
+    crashing, dataset = build(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4,
+                              evaluate=crash_at_step_4)
+    with pytest.raises(Crash):
+        crashing.train(dataset)
+    # The crash came before step 4's checkpoint: the latest is step 2.
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
+
+    resumed, dataset = build(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4)
+    resumed.train(dataset)
+    stats = json.load(open(tmp_path / "run" / "train_stats.json"))
+    assert stats["steps"] == 6  # Steps 3..8: resumed at 2, not from zero.
+    assert int(resumed.optimizer.iterations.numpy()) == 8
+    expected = weights(reference.model)
+    for path, value in weights(resumed.model).items():
+        np.testing.assert_allclose(value, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def test_early_stopping_restores_best_weights(tiny_preset, tmp_path):
+    scores = {2: 0.9, 4: 0.5, 6: 0.4, 8: 0.3}
+    snapshots = {}
+
+    def scripted(step, real_evaluate):
+        snapshots[step] = weights(trainer.model)
+        return {"accuracy": scores[step]}
+
+    trainer, dataset = build(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2,
+                             evaluate=scripted, early_stopping_patience=2)
+    best = trainer.train(dataset)
+    assert best == {"accuracy": 0.9}
+    assert sorted(snapshots) == [2, 4, 6]  # Stopped after two evaluations without improvement.
+    for path, value in weights(trainer.model).items():
+        if "seed_generator" not in path:
+            np.testing.assert_array_equal(value, snapshots[2][path], err_msg=path)
+    # Running again does not train past the early stop.
+    again, dataset = build(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2)
+    assert again.train(dataset) == {"accuracy": 0.9}
+
+
+def test_unknown_best_metric_is_a_user_error(tiny_preset, tmp_path):
+    trainer, dataset = build(tiny_preset, tmp_path, train_steps=2, steps_per_epoch=2, best_metric="bleu")
+    with pytest.raises(UserError, match="--best_metric=bleu: not computed by this task"):
+        trainer.train(dataset)
+
+
+def test_loss_blow_up_stops_with_a_message(tiny_preset, tmp_path):
+    trainer, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=4)
+    kernel = trainer.model.get_layer("logits").kernel
+    kernel.assign(np.full(kernel.shape, np.inf, dtype="float32"))
+    with pytest.raises(FloatingPointError, match="training loss became nan at step"):
+        trainer.train(dataset)
