@@ -15,7 +15,7 @@ def test_tokenize_trims_to_longest_row_and_handles_pairs(tiny_preset):
     pre = _preprocessor(tiny_preset)
     single = tokenize(pre, [["the film", "the film is a joy to watch ."]])
     assert single["token_ids"].dtype == np.int32
-    assert single["padding_mask"].shape == (2, 9)  # [CLS] + 7 tokens + [SEP]
+    assert single["padding_mask"].shape == (2, 10)  # [CLS] + 8 tokens + [SEP]
     pair = tokenize(pre, [["the film"], ["is a joy"]])
     assert pair["padding_mask"].sum() == 2 + 3 + 3
     assert pair["segment_ids"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]

@@ -25,7 +25,8 @@ def tokenize(preprocessor, texts):
     dataset = tf.data.Dataset.from_tensor_slices(columns).batch(_TOKENIZE_BATCH)
 
     def run(*batch):
-        features = preprocessor(batch if len(batch) > 1 else batch[0])
+        # By keyword: KerasHub reads a positional tuple as (x, y).
+        features = preprocessor(x=batch if len(batch) > 1 else batch[0])
         return {k: tf.cast(v, tf.int32) for k, v in features.items()}
 
     dataset = dataset.map(run, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -33,7 +33,7 @@ def token_features(preprocessor, inputs, bucket_width=16):
     Trimming makes short requests fast; the result is unchanged because
     padding positions are masked out of attention and pooling.
     """
-    features = preprocessor(inputs)
+    features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
     features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
     full = tf.shape(features["padding_mask"])[1]
     longest = tf.reduce_max(tf.reduce_sum(features["padding_mask"], axis=1))

@@ -83,6 +83,9 @@ class Trainer:
         self.evaluate = evaluate
         sign = 1.0 if config.best_metric_mode == "max" else -1.0
         with strategy.scope():
+            # Slot variables must exist before the step is traced: built lazily
+            # inside a replica context they break MirroredStrategy.
+            optimizer.build(model.trainable_variables)
             # Best score is stored negated for "min" metrics so larger is better.
             self._sign = sign
             self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
@@ -126,7 +129,6 @@ class Trainer:
         weights).
         """
         config = self.config
-        iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset))
         # Dropout seed-generator states are model variables but not weights,
         # so tracking the model alone misses them; without them a resumed
         # run would draw different dropout masks.
@@ -136,7 +138,6 @@ class Trainer:
             model=self.model,
             random_states=random_states,
             optimizer=self.optimizer,
-            iterator=iterator,
             best_score=self._best_score,
             evals_since_best=self._evals_since_best,
             stopped_early=self._stopped_early,
@@ -152,6 +153,10 @@ class Trainer:
         if step >= config.train_steps or bool(self._stopped_early.numpy()):
             logging.info("Training already finished at step %d in %s", step, self.model_dir)
             return self._finish(best_manager)
+        # The input order is a function of the seed alone, so skipping the
+        # batches already consumed puts a resumed run exactly where it
+        # stopped. (Distributed iterators cannot be checkpointed.)
+        iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
 
         train_loop = self._make_train_loop()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))

@@ -1,0 +1,105 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflm import backbones
+from tflm.data import demo
+from tflm.errors import UserError
+from tflm.export import existing_versions, export_text_classifier, run_in_fresh_process, write_new_version
+from tflm.export.serving_module import token_features
+from tflm.tasks import TextClassificationConfig, TextClassificationTask
+
+
+def classifier(tiny_preset, text_fields=("sentence",)):
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, max_seq_length=32,
+                                                           text_fields=text_fields))
+    backbone, preset = backbones.load_backbone(tiny_preset)
+    return task, task.build_model(backbone, 3), task.build_preprocessor(preset)
+
+
+LABELS = ["neg", "neutral", "pos"]
+
+
+def test_export_serves_raw_text_in_a_fresh_process(tiny_preset, tmp_path):
+    _, model, preprocessor = classifier(tiny_preset)
+    texts = ["the film is a joy .", "", "x " * 3000, "sister\udcf0city"]
+    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "clf", [texts[:3]],
+                                  metadata={"backbone": "tiny"})
+    assert path == os.path.join(str(tmp_path), "clf", "1")
+    # Both loaders (TF1 Session = TF Serving's path, and TF2) in a process without tflm.
+    result = run_in_fresh_process(path, "serving_default", {"text": texts})
+    assert result["tflm_imported"] is False
+    session, tf2 = result["session"], result["tf2"]
+    probabilities = np.array(session["probabilities"])
+    assert probabilities.shape == (4, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(probabilities, np.array(tf2["probabilities"]), atol=1e-6)
+    assert session["label"] == [LABELS[i] for i in np.argmax(probabilities, axis=1)]
+    assert session["label_id"] == np.argmax(probabilities, axis=1).tolist()
+    # Same as the in-memory Keras model on untrimmed features.
+    features = preprocessor(tf.constant(texts[:2]))
+    features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
+    in_memory = tf.nn.softmax(model(features, training=False)).numpy()
+    np.testing.assert_allclose(probabilities[:2], in_memory, atol=1e-5)
+    metadata = json.load(open(os.path.join(path, "assets.extra", "tflm_model.json")))
+    assert metadata["labels"] == LABELS and metadata["backbone"] == "tiny"
+
+
+def test_weights_are_stored_once(tiny_preset, tmp_path):
+    _, model, preprocessor = classifier(tiny_preset)
+    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "clf", [["a film"]])
+    variables = os.path.join(path, "variables")
+    stored = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+    weight_bytes = sum(v.numpy().nbytes for v in model.weights)
+    assert weight_bytes <= stored < 1.3 * weight_bytes
+
+
+def test_sentence_pair_signature(tiny_preset, tmp_path):
+    _, model, preprocessor = classifier(tiny_preset, text_fields=("premise", "hypothesis"))
+    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "nli",
+                                  [["the film", "the cast"], ["is a joy", ""]], sentence_pair=True)
+    result = run_in_fresh_process(path, "serving_default", {"text": ["the film"], "text_b": ["is dull"]})
+    assert len(result["session"]["label"]) == 1
+
+
+def test_versions_increment_and_never_overwrite(tiny_preset, tmp_path):
+    written = []
+
+    def write(path):
+        os.makedirs(path)
+        written.append(path)
+
+    assert write_new_version(str(tmp_path), "m", write).endswith("/m/1")
+    assert write_new_version(str(tmp_path), "m", write).endswith("/m/2")
+    os.makedirs(tmp_path / "m" / "7")
+    assert write_new_version(str(tmp_path), "m", write).endswith("/m/8")
+    assert existing_versions(str(tmp_path / "m")) == [1, 2, 7, 8]
+
+
+def test_failed_verification_publishes_nothing(tmp_path):
+    def write(path):
+        os.makedirs(path)
+
+    def reject(path):
+        raise UserError("bad export")
+
+    with pytest.raises(UserError, match="bad export"):
+        write_new_version(str(tmp_path), "m", write, reject)
+    assert os.listdir(tmp_path / "m") == []  # No version, no staging leftovers.
+
+
+def test_bad_export_name(tmp_path):
+    with pytest.raises(UserError, match="--export_name='../x'"):
+        write_new_version(str(tmp_path), "../x", lambda p: None)
+
+
+def test_trimmed_serving_features_give_the_same_logits(tiny_preset):
+    _, model, preprocessor = classifier(tiny_preset)
+    texts = tf.constant(["the film is a joy .", "dull"])
+    full = {k: tf.cast(v, tf.int32) for k, v in preprocessor(texts).items()}
+    trimmed = token_features(preprocessor, texts)
+    assert trimmed["token_ids"].shape[1] == 16 < full["token_ids"].shape[1]
+    np.testing.assert_allclose(model(trimmed).numpy(), model(full).numpy(), atol=1e-5)
