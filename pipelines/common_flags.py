@@ -5,13 +5,13 @@ bad values when flags are parsed, before any work starts.
 """
 
 import os
-import re
 
 import tensorflow as tf
 from absl import flags
 
 from tflm import backbones
 from tflm.errors import UserError
+from tflm.export import saved_model_versions
 from tflm.training import runtime
 
 FLAGS = flags.FLAGS
@@ -99,7 +99,7 @@ def define_training_flags(pipeline, best_metric):
 def define_export_flags(default_name):
     flags.DEFINE_string("export_dir", "savedmodels", "Export root: <export_dir>/<export_name>/<version>.")
     flags.DEFINE_string("export_name", default_name, "Model name under --export_dir.")
-    flags.register_validator("export_name", lambda v: bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", v)),
+    flags.register_validator("export_name", lambda v: bool(saved_model_versions.VALID_NAME.match(v)),
                              message="--export_name: use letters, digits, '.', '_' or '-'")
 
 

@@ -118,9 +118,3 @@ def _delimited_rows(path, lines, data_format, header):
     if header and names is None:
         raise UserError(f"{path}: empty file (no header line)")
 
-
-def column_names(path, data_format="auto", header=True, encoding="utf-8"):
-    """The header of a csv/tsv file, or the keys of a jsonl file's first row."""
-    for _, row in read_rows(path, data_format, header, encoding):
-        return list(row) if isinstance(row, dict) else None
-    return None

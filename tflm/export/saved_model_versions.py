@@ -15,7 +15,8 @@ from absl import logging
 
 from tflm.errors import UserError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Model names TF Serving and file systems both accept.
+VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def existing_versions(model_root):
@@ -34,7 +35,7 @@ def write_new_version(export_root, name, write, verify=None):
 
     Returns the published version folder.
     """
-    if not _NAME.match(name or ""):
+    if not VALID_NAME.match(name or ""):
         raise UserError(f"--export_name={name!r}: use letters, digits, '.', '_' or '-'")
     model_root = os.path.join(export_root, name)
     try:
