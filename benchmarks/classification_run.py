@@ -8,29 +8,18 @@ TensorFlow + tensorflow-text.
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+from benchmarks.common import RESULTS_DIR
+from benchmarks.common import latest_export  # noqa: F401  Re-exported for the scripts.
+from benchmarks.common import run_pipeline
 
 
 def run_classify(flags, log_path):
     """Runs pipelines/classify.py with `flags`; returns wall seconds."""
-    start = time.time()
-    with open(log_path, "w") as log:
-        subprocess.run([sys.executable, "-m", "pipelines.classify", *flags], cwd=ROOT,
-                       stdout=log, stderr=subprocess.STDOUT, check=True)
-    return time.time() - start
-
-
-def latest_export(export_root, name):
-    model_root = os.path.join(export_root, name)
-    version = max(int(v) for v in os.listdir(model_root) if v.isdigit())
-    return os.path.join(model_root, str(version))
+    return run_pipeline("pipelines.classify", flags, log_path)
 
 
 def serving_latency(export_dir, sentences, repeats=200, warmup=20):

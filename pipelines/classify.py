@@ -10,10 +10,8 @@ sentiment set, so this runs offline:
 """
 
 import os
-import time
 
 import keras
-import tensorflow as tf
 from absl import flags
 from absl import logging
 
@@ -25,7 +23,6 @@ from tflm import metrics
 from tflm import training
 from tflm.data import demo
 from tflm.data import tfds_source
-from tflm.errors import UserError
 from tflm.heads import POOLINGS
 from tflm.tasks import TextClassificationConfig
 from tflm.tasks import TextClassificationTask
@@ -79,15 +76,6 @@ def task_config():
     )
 
 
-def data_sources():
-    """(train source, eval source), filling in the demo set and TFDS splits."""
-    if FLAGS.train_data is None:
-        if FLAGS.eval_data is not None:
-            raise UserError("--eval_data given without --train_data")
-        return demo.SENTIMENT_TRAIN, demo.SENTIMENT_DEV
-    return FLAGS.train_data, FLAGS.eval_data or FLAGS.train_data
-
-
 def main(argv):
     del argv
     keras.utils.set_random_seed(FLAGS.seed)
@@ -95,7 +83,7 @@ def main(argv):
     model_dir = FLAGS.model_dir
     common_flags.prepare_model_dir(model_dir, RUN_DEFINING_FLAGS)
     strategy, precision = training.set_up_runtime(common_flags.runtime_config())
-    train_source, eval_source = data_sources()
+    train_source, eval_source = common_flags.data_sources(demo.SENTIMENT_TRAIN, demo.SENTIMENT_DEV)
 
     training_run = FLAGS.mode in ("train", "train_and_export")
     train_examples = task.read_examples(train_source, FLAGS.train_split) if training_run else None
@@ -112,30 +100,10 @@ def main(argv):
     eval_inputs = task.build_inputs(eval_examples, labels, preprocessor)
 
     if training_run:
-        train_inputs = task.build_inputs(train_examples, labels, preprocessor)
-        steps_per_epoch = train_inputs.steps_per_epoch(FLAGS.batch_size)
-        train_steps = FLAGS.train_steps or FLAGS.num_epochs * steps_per_epoch
-        config = training.TrainerConfig(
-            train_steps=train_steps, steps_per_epoch=steps_per_epoch,
-            checkpoint_every_steps=FLAGS.checkpoint_every_steps, eval_every_steps=FLAGS.eval_every_steps,
-            keep_checkpoints=FLAGS.keep_checkpoints, best_metric=FLAGS.best_metric,
-            early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
-        )
-        with strategy.scope():
-            optimizer = training.create_optimizer(
-                FLAGS.learning_rate, train_steps, FLAGS.warmup_fraction, FLAGS.weight_decay,
-                FLAGS.clip_norm, loss_scale=precision == "mixed_float16",
-            )
-        logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
-                     train_steps, steps_per_epoch, FLAGS.batch_size,
-                     FLAGS.batch_size // strategy.num_replicas_in_sync, strategy.num_replicas_in_sync)
-        trainer = training.Trainer(
-            model, optimizer, task.loss, strategy, model_dir, config,
+        common_flags.train_from_flags(
+            model, task.loss, strategy, precision, task.build_inputs(train_examples, labels, preprocessor),
             evaluate=lambda: task.evaluate(model, eval_inputs, labels, FLAGS.batch_size)[0],
         )
-        start = time.time()
-        trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
-        logging.info("Training took %.1fs", time.time() - start)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 

@@ -5,13 +5,16 @@ bad values when flags are parsed, before any work starts.
 """
 
 import os
+import time
 
 import tensorflow as tf
 from absl import flags
+from absl import logging
 
 from tflm import backbones
 from tflm.errors import UserError
 from tflm.export import saved_model_versions
+from tflm import training
 from tflm.training import runtime
 
 FLAGS = flags.FLAGS
@@ -34,15 +37,19 @@ def define_backbone_flags():
                         "pattern:REGEX, all. Example: embeddings,bottom:4.")
     flags.DEFINE_integer("freeze_bottom", 0, "Freeze the lowest N transformer blocks "
                          "(adds bottom:N to --freeze).", lower_bound=0)
-    flags.register_validator("freeze", _valid_freeze, message="--freeze: bad spec")
+    flags.register_validator("freeze", valid_freeze_spec("--freeze"), message="--freeze: bad spec")
 
 
-def _valid_freeze(value):
-    try:
-        backbones.FreezeSpec.parse(value)
-    except UserError as e:
-        raise flags.ValidationError(str(e))
-    return True
+def valid_freeze_spec(flag_name):
+    """A flag validator for the --freeze grammar that reports the parse error."""
+    def validate(value):
+        try:
+            backbones.FreezeSpec.parse(value, flag_name)
+        except UserError as e:
+            raise flags.ValidationError(str(e))
+        return True
+
+    return validate
 
 
 def freeze_spec_text():
@@ -94,6 +101,40 @@ def define_training_flags(pipeline, best_metric):
     flags.DEFINE_integer("steps_per_loop", 1, "Steps per compiled call (larger: less Python "
                          "overhead, coarser progress).", lower_bound=1)
     flags.DEFINE_integer("seed", 42, "Seed for initialisation and data order.")
+
+
+def data_sources(demo_train, demo_eval):
+    """(train source, eval source) from --train_data / --eval_data; the demo set when neither is given."""
+    if FLAGS.train_data is None:
+        if FLAGS.eval_data is not None:
+            raise UserError("--eval_data given without --train_data")
+        return demo_train, demo_eval
+    return FLAGS.train_data, FLAGS.eval_data or FLAGS.train_data
+
+
+def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate):
+    """Trains `model` with the training flags (resuming from --model_dir); returns best metrics."""
+    steps_per_epoch = train_inputs.steps_per_epoch(FLAGS.batch_size)
+    train_steps = FLAGS.train_steps or FLAGS.num_epochs * steps_per_epoch
+    config = training.TrainerConfig(
+        train_steps=train_steps, steps_per_epoch=steps_per_epoch,
+        checkpoint_every_steps=FLAGS.checkpoint_every_steps, eval_every_steps=FLAGS.eval_every_steps,
+        keep_checkpoints=FLAGS.keep_checkpoints, best_metric=FLAGS.best_metric,
+        early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
+    )
+    with strategy.scope():
+        optimizer = training.create_optimizer(
+            FLAGS.learning_rate, train_steps, FLAGS.warmup_fraction, FLAGS.weight_decay,
+            FLAGS.clip_norm, loss_scale=precision == "mixed_float16",
+        )
+    logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
+                 train_steps, steps_per_epoch, FLAGS.batch_size,
+                 FLAGS.batch_size // strategy.num_replicas_in_sync, strategy.num_replicas_in_sync)
+    trainer = training.Trainer(model, optimizer, loss_fn, strategy, FLAGS.model_dir, config, evaluate)
+    start = time.time()
+    best = trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
+    logging.info("Training took %.1fs", time.time() - start)
+    return best
 
 
 def define_export_flags(default_name):

@@ -94,7 +94,8 @@ def resolve_backbone(spec):
     return spec
 
 
-def _load(loader, preset, what, **kwargs):
+def load_with_user_errors(loader, preset, what, **kwargs):
+    """Calls `loader(preset, **kwargs)`, turning any failure into a one-line UserError."""
     try:
         return loader(preset, **kwargs)
     except UserError:
@@ -122,7 +123,7 @@ def load_backbone(spec, dtype=None):
 
     preset = resolve_backbone(spec)
     kwargs = {"dtype": dtype} if dtype else {}
-    backbone = _load(
+    backbone = load_with_user_errors(
         keras_hub.models.Backbone.from_preset, preset, "weights", **kwargs
     )
     return backbone, preset
@@ -130,4 +131,4 @@ def load_backbone(spec, dtype=None):
 
 def load_preprocessor(preset, preprocessor_cls, **kwargs):
     """Loads `preprocessor_cls` (a KerasHub base class) for a resolved preset."""
-    return _load(preprocessor_cls.from_preset, preset, "tokenizer", **kwargs)
+    return load_with_user_errors(preprocessor_cls.from_preset, preset, "tokenizer", **kwargs)

@@ -1,11 +1,12 @@
 """Labelled text examples for classification, read from files or TFDS."""
 
-import collections
 import dataclasses
 
-from absl import logging
-
 from tflm.data import table_reader
+from tflm.data.row_fields import BadRow
+from tflm.data.row_fields import BadRowPolicy
+from tflm.data.row_fields import as_text
+from tflm.data.row_fields import field_value
 from tflm.data import tfds_source
 from tflm.errors import UserError
 
@@ -41,40 +42,6 @@ class ColumnSpec:
         return cls(fields, label_field.strip())
 
 
-def _field_value(row, field, path, number):
-    if isinstance(row, dict):
-        if field in row:
-            return row[field]
-        if field.isdigit() and int(field) < len(row):
-            return list(row.values())[int(field)]
-        raise _BadRow("missing column", f"{path}:{number}: missing column {field!r} (row has {sorted(row)})")
-    if not field.isdigit():
-        raise UserError(
-            f"{path}: column {field!r} given by name but the file is read without a "
-            "header (--noheader); use 0-based column indices"
-        )
-    index = int(field)
-    if index >= len(row):
-        raise _BadRow("missing column", f"{path}:{number}: missing column {index} (row has {len(row)} columns)")
-    return row[index]
-
-
-class _BadRow(Exception):
-    def __init__(self, reason, message):
-        super().__init__(message)
-        self.reason = reason
-
-
-def _as_text(value):
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def read_classification_examples(
     source,
     columns,
@@ -103,32 +70,28 @@ def read_classification_examples(
         path = source
     texts = [[] for _ in columns.text_fields]
     labels = []
-    skipped = collections.Counter()
+    policy = BadRowPolicy(path, skip_bad_rows)
     for number, row in rows:
         try:
-            values = [_as_text(_field_value(row, f, path, number)) for f in columns.text_fields]
-            label = _as_text(_field_value(row, columns.label_field, path, number)).strip()
+            values = [as_text(field_value(row, f, path, number)) for f in columns.text_fields]
+            label = as_text(field_value(row, columns.label_field, path, number)).strip()
             for field, value in zip(columns.text_fields, values):
                 if not value.strip():
-                    raise _BadRow("empty text", f"{path}:{number}: empty text in column {field!r}")
+                    raise BadRow("empty text", f"{path}:{number}: empty text in column {field!r}")
             if not label:
-                raise _BadRow("empty label", f"{path}:{number}: empty label in column {columns.label_field!r}")
+                raise BadRow("empty label", f"{path}:{number}: empty label in column {columns.label_field!r}")
             if label_vocabulary is not None and label not in label_vocabulary:
-                raise _BadRow(
+                raise BadRow(
                     "unknown label",
                     f"{path}:{number}: label {label!r} is not in the label set {label_vocabulary.names}",
                 )
-        except _BadRow as bad:
-            if not skip_bad_rows:
-                raise UserError(f"{bad} (or pass --skip_bad_rows)") from None
-            skipped[bad.reason] += 1
+        except BadRow as bad:
+            policy.reject(bad)
             continue
         for column, value in zip(texts, values):
             column.append(value)
         labels.append(label)
-    if skipped:
-        details = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
-        logging.warning("%s: skipped %d bad rows (%s)", path, sum(skipped.values()), details)
+    policy.report()
     if not labels:
         raise UserError(f"{path}: no usable examples")
     return ClassificationExamples(texts, labels, source=path)

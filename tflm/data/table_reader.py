@@ -46,7 +46,7 @@ def _open_binary(path):
         raise UserError(f"{path}: cannot open ({e.strerror or e})")
 
 
-def _decoded_lines(path, encoding):
+def decoded_lines(path, encoding):
     """Yields text lines; a decode error names the file and line."""
     with _open_binary(path) as f:
         try:
@@ -77,7 +77,7 @@ def read_rows(path, data_format="auto", header=True, encoding="utf-8"):
     except LookupError:
         raise UserError(f"--encoding={encoding}: unknown encoding") from None
     data_format = infer_format(path, data_format)
-    lines = _decoded_lines(path, encoding)
+    lines = decoded_lines(path, encoding)
     if data_format == "jsonl":
         yield from _jsonl_rows(path, lines)
     else:

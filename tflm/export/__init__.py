@@ -2,6 +2,8 @@
 
 from tflm.export.saved_model_versions import existing_versions
 from tflm.export.saved_model_versions import write_new_version
+from tflm.export.seq2seq_export import Seq2SeqServingModule
+from tflm.export.seq2seq_export import export_seq2seq
 from tflm.export.text_classifier_export import TextClassifierServingModule
 from tflm.export.text_classifier_export import export_text_classifier
 from tflm.export.verification import run_in_fresh_process

@@ -7,7 +7,12 @@ calling the model through an untracked reference passes both loaders and
 stores each weight once.
 """
 
+import json
+import os
+
 import tensorflow as tf
+
+METADATA_FILE = "tflm_model.json"
 
 
 class ServingModule(tf.Module):
@@ -27,16 +32,30 @@ def sanitize_text(text):
     return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
 
 
-def token_features(preprocessor, inputs, bucket_width=16):
-    """Tokenizes, casts to int32 and trims padding to the longest row.
+def trim_to_longest_row(features, mask_key, bucket_width=16):
+    """Cuts padding beyond the longest row (rounded up to `bucket_width`).
 
-    Trimming makes short requests fast; the result is unchanged because
-    padding positions are masked out of attention and pooling.
+    Makes short requests fast; results are unchanged because padding
+    positions are masked out of attention and pooling.
     """
-    features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
-    features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
-    full = tf.shape(features["padding_mask"])[1]
-    longest = tf.reduce_max(tf.reduce_sum(features["padding_mask"], axis=1))
+    full = tf.shape(features[mask_key])[1]
+    longest = tf.reduce_max(tf.reduce_sum(features[mask_key], axis=1))
     length = tf.minimum((longest + bucket_width - 1) // bucket_width * bucket_width, full)
     length = tf.maximum(length, 1)
     return {k: v[:, :length] for k, v in features.items()}
+
+
+def token_features(preprocessor, inputs):
+    """Tokenizes with a KerasHub classifier preprocessor, casts to int32, trims padding."""
+    features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
+    features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
+    return trim_to_longest_row(features, "padding_mask")
+
+
+def save_with_metadata(module, path, metadata):
+    """Writes `module` (signature `serving_default`: `module.serve`) plus assets.extra/tflm_model.json."""
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    extra = os.path.join(path, "assets.extra")
+    tf.io.gfile.makedirs(extra)
+    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
+        json.dump(metadata, f, indent=1, ensure_ascii=False)

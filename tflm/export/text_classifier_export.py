@@ -6,18 +6,14 @@ string and `label_id` [B] int32. The tokenizer runs inside the graph, so a
 loading process needs only `import tensorflow_text`.
 """
 
-import json
-import os
-
 import tensorflow as tf
 
 from tflm.export import saved_model_versions
 from tflm.export import verification
 from tflm.export.serving_module import ServingModule
+from tflm.export.serving_module import save_with_metadata
 from tflm.export.serving_module import sanitize_text
 from tflm.export.serving_module import token_features
-
-METADATA_FILE = "tflm_model.json"
 
 
 class TextClassifierServingModule(ServingModule):
@@ -61,11 +57,7 @@ def export_text_classifier(model, preprocessor, label_names, export_root, name,
     expected = {k: v.numpy() for k, v in module.serve(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
 
     def write(path):
-        tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-        extra = os.path.join(path, "assets.extra")
-        tf.io.gfile.makedirs(extra)
-        with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
-            json.dump(dict(metadata or {}, labels=list(label_names), inputs=input_names), f, indent=1)
+        save_with_metadata(module, path, dict(metadata or {}, labels=list(label_names), inputs=input_names))
 
     def verify(path):
         verification.verify_export(path, "serving_default", inputs, expected)

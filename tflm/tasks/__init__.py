@@ -2,3 +2,5 @@
 
 from tflm.tasks.text_classification_task import TextClassificationConfig
 from tflm.tasks.text_classification_task import TextClassificationTask
+from tflm.tasks.seq2seq_task import Seq2SeqConfig
+from tflm.tasks.seq2seq_task import Seq2SeqTask

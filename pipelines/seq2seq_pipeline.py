@@ -1,0 +1,163 @@
+"""What translate.py and summarize.py share: flags and the train -> eval -> export run.
+
+Each pipeline calls `define_flags` with its own defaults (demo data, fields,
+lengths, target vocabulary, best metric, export name) and then runs `main`.
+"""
+
+import dataclasses
+import os
+
+import keras
+from absl import flags
+from absl import logging
+
+import tflm
+from pipelines import common_flags
+from tflm import generation
+from tflm import metrics
+from tflm import training
+from tflm.data import tfds_source
+from tflm.tasks import Seq2SeqConfig
+from tflm.tasks import Seq2SeqTask
+from tflm.tasks.seq2seq_task import TARGET_VOCABULARIES
+
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineDefaults:
+    name: str  # "translate" / "summarize": default model dir runs/<name>.
+    task: str  # "translation" / "summarization", written into the export metadata.
+    demo_train: str
+    demo_eval: str
+    source_field: str
+    target_field: str
+    max_source_length: int
+    max_target_length: int
+    target_vocabulary: str
+    best_metric: str
+    export_name: str
+    learning_rate: float
+    num_epochs: int
+
+
+# Flags that define the model in --model_dir; changing them needs a new dir.
+RUN_DEFINING_FLAGS = ("backbone", "freeze", "freeze_bottom", "freeze_decoder", "decoder_layers",
+                      "target_vocabulary", "target_vocabulary_size", "max_source_length", "max_target_length")
+
+
+def define_flags(defaults):
+    flags.DEFINE_string("train_data", None, "Training pairs: SOURCE_FILE,TARGET_FILE (parallel plain text, "
+                        ".gz ok), a csv/tsv/jsonl file, or tfds:NAME. Default: the bundled demo set.")
+    flags.DEFINE_string("eval_data", None, "Validation pairs, same forms. Default with tfds: the same data "
+                        "set's --eval_split; with the demo: its dev set.")
+    flags.DEFINE_string("source_field", defaults.source_field, "Source column / feature (csv, tsv, jsonl, tfds).")
+    flags.DEFINE_string("target_field", defaults.target_field, "Target column / feature (csv, tsv, jsonl, tfds).")
+    flags.DEFINE_enum("data_format", "auto", ["auto", "csv", "tsv", "jsonl"], "Table format; auto: from the "
+                      "extension.")
+    flags.DEFINE_boolean("header", True, "csv/tsv files start with a header line.")
+    flags.DEFINE_string("encoding", "utf-8", "Text encoding of data files.")
+    flags.DEFINE_boolean("skip_bad_rows", False, "Skip rows with a missing column or an empty source/target "
+                         "(and report how many) instead of failing.")
+    flags.DEFINE_string("train_split", "train", "TFDS split for training.")
+    flags.DEFINE_string("eval_split", "validation", "TFDS split for evaluation.")
+    flags.DEFINE_integer("max_source_length", defaults.max_source_length, "Source tokens, special tokens "
+                         "included; longer sources are truncated (and counted).", lower_bound=4)
+    flags.DEFINE_integer("max_target_length", defaults.max_target_length, "Target tokens for training and "
+                         "the generation limit; longer targets are truncated (and counted).", lower_bound=2)
+    flags.DEFINE_enum("target_vocabulary", defaults.target_vocabulary, TARGET_VOCABULARIES,
+                      "Decoder vocabulary: the source one (embeddings shared and tied), or a SentencePiece "
+                      "vocabulary learned from the training targets (for targets the source vocabulary "
+                      "covers badly, e.g. German with an uncased English WordPiece).")
+    flags.DEFINE_integer("target_vocabulary_size", 8000, "Size of a learned target vocabulary.", lower_bound=16)
+    flags.DEFINE_integer("decoder_layers", 0, "Decoder blocks (warm-started from the lowest encoder blocks); "
+                         "0: as many as the encoder.", lower_bound=0)
+    flags.DEFINE_string("freeze_decoder", "", "What to freeze in the decoder, same grammar as --freeze "
+                        "(which applies to the encoder).")
+    flags.DEFINE_float("dropout", 0.1, "Dropout in the new decoder.", lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the token cross-entropy.",
+                       lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_enum("decoding", "beam", generation.DECODING_METHODS, "Search for evaluation and export.")
+    flags.DEFINE_integer("beam_size", 4, "Beams for --decoding=beam.", lower_bound=1)
+    flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length**length_penalty; >1 favours "
+                       "longer outputs, 0 ranks by raw log-prob.", lower_bound=0.0)
+    flags.DEFINE_integer("eval_batch_size", 32, "Batch size for decoding the eval set.", lower_bound=1)
+    common_flags.define_mode_flag()
+    common_flags.define_backbone_flags()
+    common_flags.define_runtime_flags()
+    common_flags.define_training_flags(defaults.name, best_metric=defaults.best_metric)
+    common_flags.define_export_flags(defaults.export_name)
+    FLAGS.set_default("learning_rate", defaults.learning_rate)
+    FLAGS.set_default("num_epochs", defaults.num_epochs)
+    flags.register_validator("best_metric", lambda v: v in metrics.GENERATION_METRICS,
+                             message=f"--best_metric: one of {', '.join(metrics.GENERATION_METRICS)}")
+    flags.register_validator("freeze_decoder", common_flags.valid_freeze_spec("--freeze_decoder"),
+                             message="--freeze_decoder: bad spec")
+    flags.register_multi_flags_validator(
+        ["train_data", "eval_data"],
+        lambda f: not f["train_data"] or f["eval_data"] or tfds_source.is_tfds(f["train_data"]),
+        message="--eval_data is required with --train_data files")
+    return defaults
+
+
+def task_config():
+    return Seq2SeqConfig(
+        backbone=FLAGS.backbone, freeze=common_flags.freeze_spec_text(), freeze_decoder=FLAGS.freeze_decoder,
+        decoder_layers=FLAGS.decoder_layers, target_vocabulary=FLAGS.target_vocabulary,
+        target_vocabulary_size=FLAGS.target_vocabulary_size, max_source_length=FLAGS.max_source_length,
+        max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
+        source_field=FLAGS.source_field, target_field=FLAGS.target_field, data_format=FLAGS.data_format,
+        header=FLAGS.header, encoding=FLAGS.encoding, skip_bad_rows=FLAGS.skip_bad_rows,
+        train_split=FLAGS.train_split, eval_split=FLAGS.eval_split,
+        decoding=generation.DecodingConfig(FLAGS.decoding, FLAGS.beam_size, FLAGS.length_penalty,
+                                           FLAGS.max_target_length),
+    )
+
+
+def main(defaults):
+    keras.utils.set_random_seed(FLAGS.seed)
+    task = Seq2SeqTask(task_config())
+    model_dir = FLAGS.model_dir
+    common_flags.prepare_model_dir(model_dir, RUN_DEFINING_FLAGS)
+    strategy, precision = training.set_up_runtime(common_flags.runtime_config())
+    train_source, eval_source = common_flags.data_sources(defaults.demo_train, defaults.demo_eval)
+    training_run = FLAGS.mode in ("train", "train_and_export")
+    train_examples = task.read_examples(train_source, FLAGS.train_split) if training_run else None
+    eval_examples = task.read_examples(eval_source, FLAGS.eval_split)
+    logging.info("Eval examples: %d%s", len(eval_examples),
+                 f"; train examples: {len(train_examples)}" if train_examples else "")
+
+    with strategy.scope():
+        model, preprocessor = task.build_model(
+            precision, model_dir, train_examples.targets if train_examples else None)
+    eval_inputs = task.build_inputs(eval_examples, preprocessor)
+
+    def evaluate():
+        return task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets, FLAGS.eval_batch_size)[0]
+
+    if training_run:
+        common_flags.train_from_flags(model, task.loss, strategy, precision,
+                                      task.build_inputs(train_examples, preprocessor), evaluate)
+    else:
+        logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
+
+    report = None
+    if FLAGS.mode != "export":
+        report, predictions = task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets,
+                                            FLAGS.eval_batch_size)
+        task.write_eval_results(model_dir, report, eval_examples, predictions)
+        print(metrics.format_generation_report(report), flush=True)
+        for source, prediction in list(zip(eval_examples.sources, predictions))[:3]:
+            print(f"  {source[:80]!r}\n  -> {prediction!r}", flush=True)
+        print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
+
+    if FLAGS.mode in ("export", "train_and_export"):
+        metadata = {
+            "tflm_version": tflm.__version__, "task": defaults.task, "backbone": FLAGS.backbone,
+            "decoding": dataclasses.asdict(task.config.decoding), "precision": precision,
+            "max_source_length": FLAGS.max_source_length,
+            "eval_metrics": {k: v for k, v in (report or {}).items() if k in metrics.GENERATION_METRICS},
+        }
+        path = task.export(model, preprocessor, FLAGS.export_dir, FLAGS.export_name, eval_examples.sources,
+                           metadata)
+        print(f"Exported and verified {path}", flush=True)

@@ -1,0 +1,47 @@
+"""String-to-string SavedModel for translation and summarization.
+
+Signature `serving_default`: input `text`, a batch of raw tf.string; output
+`output_text`, the generated strings. Tokenizer, the whole decode loop (greedy
+or beam search with caches) and detokenization run inside the graph.
+"""
+
+import tensorflow as tf
+
+from tflm.export import saved_model_versions
+from tflm.export import verification
+from tflm.export.serving_module import ServingModule
+from tflm.export.serving_module import save_with_metadata
+from tflm.export.serving_module import sanitize_text
+from tflm.export.serving_module import trim_to_longest_row
+from tflm.generation import decoding
+
+class Seq2SeqServingModule(ServingModule):
+    def __init__(self, model, preprocessor, decoding_config):
+        super().__init__(model, preprocessor, name="seq2seq")
+        self.decoding_config = decoding_config
+        self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+
+    def _serve(self, text):
+        features = trim_to_longest_row(self.preprocessor.encode_sources(sanitize_text(text)),
+                                       "encoder_padding_mask")
+        token_ids = decoding.generate(self._model, features["encoder_token_ids"],
+                                      features["encoder_padding_mask"], self.preprocessor.special_tokens,
+                                      self.decoding_config)
+        return {"output_text": self.preprocessor.decode_targets(token_ids)}
+
+
+def export_seq2seq(model, preprocessor, decoding_config, export_root, name, sample_texts, metadata=None):
+    """Exports, checks in a fresh process (both loaders, same strings), publishes a new version."""
+    module = Seq2SeqServingModule(model, preprocessor, decoding_config)
+    inputs = {"text": list(sample_texts)}
+    # Client bytes need not be valid UTF-8; samples carry such bytes as surrogate escapes.
+    raw = tf.constant([t.encode("utf-8", "surrogateescape") for t in sample_texts])
+    expected = {k: v.numpy() for k, v in module.serve(raw).items()}
+
+    def write(path):
+        save_with_metadata(module, path, dict(metadata or {}, inputs=["text"], outputs=["output_text"]))
+
+    def verify(path):
+        verification.verify_export(path, "serving_default", inputs, expected)
+
+    return saved_model_versions.write_new_version(export_root, name, write, verify)

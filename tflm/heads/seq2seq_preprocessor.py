@@ -1,0 +1,94 @@
+"""Source and target text to encoder/decoder token ids, and ids back to text.
+
+One preprocessor for both seq2seq routes: the warm-started encoder-decoder
+(BERT WordPiece on the source side; the same vocabulary or a learned
+SentencePiece one on the target side) and KerasHub Seq2SeqLM presets (their
+own tokenizer on both sides, their packing conventions). Everything is tf-text
+and TF ops, so it runs in tf.data and inside exported signatures.
+"""
+
+import keras
+import tensorflow as tf
+
+from tflm.generation.decoding import SpecialTokens
+
+
+class Seq2SeqPreprocessor(keras.layers.Layer):
+    """Packs `[source_start] source [source_end]` and `target_start target target_end`."""
+
+    def __init__(self, source_tokenizer, target_tokenizer, source_special, target_special,
+                 max_source_length, max_target_length, **kwargs):
+        import keras_hub
+
+        super().__init__(trainable=False, **kwargs)
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        # (start ids, end id, pad id) per side.
+        self.source_special = source_special
+        self.target_special = target_special
+        self.max_source_length = max_source_length
+        self.max_target_length = max_target_length
+        self.source_packer = keras_hub.layers.StartEndPacker(
+            sequence_length=max_source_length, start_value=list(source_special.start_ids),
+            end_value=source_special.end_id, pad_value=source_special.pad_id, return_padding_mask=True,
+        )
+        # One longer than the decoder input: inputs are [:-1], labels [1:].
+        self.target_packer = keras_hub.layers.StartEndPacker(
+            sequence_length=max_target_length + len(target_special.start_ids), start_value=list(
+                target_special.start_ids), end_value=target_special.end_id, pad_value=target_special.pad_id,
+            return_padding_mask=True,
+        )
+
+    @property
+    def special_tokens(self):
+        return self.target_special
+
+    def encode_sources(self, texts):
+        """{"encoder_token_ids", "encoder_padding_mask"} (int32) for a batch of strings."""
+        token_ids, mask = self.source_packer(self.source_tokenizer(texts))
+        return {"encoder_token_ids": tf.cast(token_ids, tf.int32), "encoder_padding_mask": tf.cast(mask, tf.int32)}
+
+    def encode_pairs(self, sources, targets):
+        """(features, labels, label_weights) for teacher-forced training."""
+        features = self.encode_sources(sources)
+        packed, mask = self.target_packer(self.target_tokenizer(targets))
+        packed, mask = tf.cast(packed, tf.int32), tf.cast(mask, tf.int32)
+        prompt = len(self.target_special.start_ids)
+        features["decoder_token_ids"] = packed[:, :-1]
+        features["decoder_padding_mask"] = mask[:, :-1]
+        # Labels are the next tokens; the prompt beyond its last id is never predicted.
+        labels = packed[:, prompt:]
+        weights = mask[:, prompt:]
+        pad = tf.fill([tf.shape(packed)[0], prompt - 1], self.target_special.pad_id) if prompt > 1 else None
+        if pad is not None:
+            labels = tf.concat([pad, labels], axis=1)
+            weights = tf.concat([tf.zeros_like(pad), weights], axis=1)
+        return features, labels, weights
+
+    def decode_targets(self, token_ids):
+        """Generated ids [B, T] (prompt excluded) to strings, cut at the end token."""
+        token_ids = tf.cast(token_ids, tf.int32)
+        special = self.target_special
+        before_end = tf.cumsum(tf.cast(token_ids == special.end_id, tf.int32), axis=1) == 0
+        keep = before_end & (token_ids != special.pad_id)
+        for start_id in special.start_ids:
+            keep &= token_ids != start_id
+        ragged = tf.ragged.boolean_mask(token_ids, keep)
+        text = self.target_tokenizer.detokenize(ragged)
+        return tf.strings.strip(text)
+
+
+def bert_special_tokens(tokenizer):
+    """[CLS] text [SEP] on both sides, as BERT2BERT does."""
+    return SpecialTokens(
+        start_ids=(int(tokenizer.cls_token_id),), end_id=int(tokenizer.sep_token_id),
+        pad_id=int(tokenizer.pad_token_id),
+    )
+
+
+def sentencepiece_special_tokens(tokenizer):
+    """<s> text </s> with <pad>, for vocabularies from `target_vocabulary`."""
+    return SpecialTokens(
+        start_ids=(int(tokenizer.token_to_id("<s>")),), end_id=int(tokenizer.token_to_id("</s>")),
+        pad_id=int(tokenizer.token_to_id("<pad>")),
+    )

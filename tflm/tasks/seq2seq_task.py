@@ -1,0 +1,208 @@
+"""Translation and summarization: a seq2seq model on a pretrained backbone.
+
+Same Task interface as text classification (read data, build inputs, build
+model, loss, evaluate, export), so the trainer and pipeline skeleton are
+shared. Two model routes: a KerasHub Seq2SeqLM preset (BART and alike) used as
+is, or an encoder-decoder warm-started from a BERT-family encoder (the
+offline default: the bundled MiniLM).
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tflm import backbones
+from tflm import data
+from tflm import export
+from tflm.data import target_vocabulary
+from tflm.errors import UserError
+from tflm import generation
+from tflm.heads import keras_hub_seq2seq
+from tflm.heads import seq2seq_preprocessor
+from tflm.heads.warm_started_seq2seq_lm import build_warm_started_seq2seq
+from tflm.metrics import generation_metrics
+
+EVAL_RESULTS_FILE = "eval_results.json"
+PREDICTIONS_FILE = "eval_predictions.jsonl"
+TARGET_VOCABULARIES = ("source", "sentencepiece")
+
+
+@dataclasses.dataclass(frozen=True)
+class Seq2SeqConfig:
+    backbone: str = backbones.BUNDLED_MINILM
+    freeze: str = ""  # Encoder side.
+    freeze_decoder: str = ""
+    decoder_layers: int = 0  # 0: as many as the encoder (warm-started route).
+    target_vocabulary: str = "source"  # Or "sentencepiece": learned from the train targets.
+    target_vocabulary_size: int = 8000
+    max_source_length: int = 128
+    max_target_length: int = 64
+    dropout: float = 0.1
+    label_smoothing: float = 0.1
+    source_field: str = "source"
+    target_field: str = "target"
+    data_format: str = "auto"
+    header: bool = True
+    encoding: str = "utf-8"
+    skip_bad_rows: bool = False
+    train_split: str = "train"
+    eval_split: str = "validation"
+    decoding: generation.DecodingConfig = generation.DecodingConfig()
+
+
+class Seq2SeqTask:
+    def __init__(self, config):
+        self.config = config
+        self._generate_fn = None
+
+    # -- data --------------------------------------------------------------
+    def read_examples(self, source, split):
+        c = self.config
+        return data.read_seq2seq_examples(source, c.source_field, c.target_field, c.data_format, c.header,
+                                          c.encoding, split=split, skip_bad_rows=c.skip_bad_rows)
+
+    def build_inputs(self, examples, preprocessor):
+        """TokenizedDataset of encoder/decoder features with labels and label weights."""
+        self._report_truncation(examples, preprocessor)
+
+        def run(sources, targets):
+            features, labels, weights = preprocessor.encode_pairs(sources, targets)
+            return dict(features, labels=labels, label_weights=weights)
+
+        arrays = data.run_in_batches(run, [examples.sources, examples.targets])
+        arrays = data.trim_to_longest(arrays, "encoder_padding_mask", ["encoder_token_ids", "encoder_padding_mask"])
+        decoder_keys = ["decoder_token_ids", "decoder_padding_mask", "labels", "label_weights"]
+        arrays = data.trim_to_longest(arrays, "decoder_padding_mask", decoder_keys)
+        targets = {"labels": arrays.pop("labels"), "label_weights": arrays.pop("label_weights")}
+        groups = (
+            data.SequenceGroup("encoder_padding_mask", ("encoder_token_ids", "encoder_padding_mask")),
+            data.SequenceGroup("decoder_padding_mask", ("decoder_token_ids", "decoder_padding_mask"),
+                               ("labels", "label_weights")),
+        )
+        return data.TokenizedDataset(arrays, targets, groups)
+
+    def _report_truncation(self, examples, preprocessor):
+        """Logs how many sources/targets do not fit their max length (they are truncated)."""
+        def lengths(tokenizer, column):
+            counts = data.run_in_batches(lambda t: {"n": tokenizer(t).row_lengths()}, [column])["n"]
+            return counts
+
+        special = preprocessor.source_special, preprocessor.target_special
+        source_room = self.config.max_source_length - len(special[0].start_ids) - 1
+        target_room = self.config.max_target_length - 1
+        long_sources = int((lengths(preprocessor.source_tokenizer, examples.sources) > source_room).sum())
+        long_targets = int((lengths(preprocessor.target_tokenizer, examples.targets) > target_room).sum())
+        if long_sources or long_targets:
+            logging.warning(
+                "%s: truncating %d of %d sources to --max_source_length=%d and %d targets to "
+                "--max_target_length=%d tokens", examples.source, long_sources, len(examples),
+                self.config.max_source_length, long_targets, self.config.max_target_length,
+            )
+
+    # -- model ---------------------------------------------------------------
+    def build_model(self, precision, model_dir, train_targets=None):
+        """(model, preprocessor); create under the strategy scope.
+
+        `train_targets` trains the SentencePiece target vocabulary if
+        --model_dir does not hold one yet.
+        """
+        c = self.config
+        preset = backbones.resolve_backbone(c.backbone)
+        hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
+        if hub_cls is not None:
+            if c.target_vocabulary != "source" or c.decoder_layers:
+                raise UserError(
+                    f"--backbone={c.backbone} is a KerasHub seq2seq model with its own decoder and "
+                    "vocabulary; --target_vocabulary and --decoder_layers apply to encoder backbones only"
+                )
+            model, preprocessor = keras_hub_seq2seq.load_keras_hub_seq2seq(
+                preset, hub_cls, precision, c.max_source_length, c.max_target_length)
+            encoder_part, decoder_part = keras_hub_seq2seq.freezable_parts(model)
+        else:
+            backbone, preset = backbones.load_backbone(c.backbone, dtype=precision)
+            import keras_hub
+
+            source_tokenizer = backbones.load_preprocessor(
+                preset, keras_hub.models.TextClassifierPreprocessor).tokenizer
+            source_special = seq2seq_preprocessor.bert_special_tokens(source_tokenizer)
+            if c.target_vocabulary == "sentencepiece":
+                target_tokenizer = target_vocabulary.load_or_train(model_dir, train_targets,
+                                                                   c.target_vocabulary_size)
+                target_special = seq2seq_preprocessor.sentencepiece_special_tokens(target_tokenizer)
+                target_size = target_tokenizer.vocabulary_size()
+            else:
+                target_tokenizer, target_special, target_size = source_tokenizer, source_special, None
+            preprocessor = seq2seq_preprocessor.Seq2SeqPreprocessor(
+                source_tokenizer, target_tokenizer, source_special, target_special,
+                c.max_source_length, c.max_target_length)
+            model = build_warm_started_seq2seq(backbone, target_size, c.decoder_layers or None, c.dropout)
+            encoder_part, decoder_part = backbone, model.decoder
+        backbones.apply_freeze(encoder_part, backbones.FreezeSpec.parse(c.freeze), "--freeze")
+        backbones.apply_freeze(decoder_part, backbones.FreezeSpec.parse(c.freeze_decoder, "--freeze_decoder"),
+                               "--freeze_decoder")
+        trainable, frozen = backbones.parameter_counts(model)
+        logging.info("Parameters: %s trainable, %s frozen (%.1f%% frozen; --freeze=%r, --freeze_decoder=%r)",
+                     f"{trainable:,}", f"{frozen:,}", 100.0 * frozen / max(trainable + frozen, 1),
+                     c.freeze, c.freeze_decoder)
+        return model, preprocessor
+
+    def loss(self, targets, logits):
+        """Per-example mean token cross-entropy with label smoothing, padding excluded."""
+        logits = tf.cast(logits, tf.float32)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        nll = -tf.gather(log_probs, targets["labels"], axis=-1, batch_dims=2)
+        smoothing = self.config.label_smoothing
+        token_loss = (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, axis=-1)
+        weights = tf.cast(targets["label_weights"], tf.float32)
+        return tf.reduce_sum(token_loss * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+    # -- generation and evaluation -------------------------------------------
+    def generate_token_ids(self, model, preprocessor, features):
+        """Generated ids for a batch of encoder features (one traced function per model)."""
+        if self._generate_fn is None or self._generate_fn[0] is not model:
+            spec = tf.TensorSpec([None, None], tf.int32)
+
+            @tf.function(input_signature=[spec, spec])
+            def generate(token_ids, padding_mask):
+                return generation.generate(model, token_ids, padding_mask, preprocessor.special_tokens,
+                                         self.config.decoding)
+
+            self._generate_fn = (model, generate)
+        return self._generate_fn[1](features["encoder_token_ids"], features["encoder_padding_mask"])
+
+    def predict(self, model, preprocessor, inputs, batch_size):
+        """Generated strings for every example of `inputs`, in order."""
+        outputs = []
+        total = len(inputs)
+        progbar = keras.utils.Progbar(total, unit_name="example")
+        for features, _ in inputs.evaluation(batch_size):
+            ids = self.generate_token_ids(model, preprocessor, features)
+            outputs.extend(t.decode("utf-8", "replace") for t in preprocessor.decode_targets(ids).numpy())
+            progbar.update(len(outputs))
+        return outputs
+
+    def evaluate(self, model, preprocessor, inputs, references, batch_size):
+        """(metrics dict, predictions): BLEU, chrF and ROUGE on decoded outputs."""
+        predictions = self.predict(model, preprocessor, inputs, batch_size)
+        return generation_metrics.generation_report(predictions, references), predictions
+
+    @staticmethod
+    def write_eval_results(model_dir, report, examples, predictions):
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(os.path.join(model_dir, EVAL_RESULTS_FILE), "w") as f:
+            json.dump(report, f, indent=1)
+        with tf.io.gfile.GFile(os.path.join(model_dir, PREDICTIONS_FILE), "w") as f:
+            for source, reference, prediction in zip(examples.sources, examples.targets, predictions):
+                f.write(json.dumps({"source": source, "reference": reference, "prediction": prediction},
+                                   ensure_ascii=False) + "\n")
+
+    # -- export --------------------------------------------------------------
+    def export(self, model, preprocessor, export_root, name, sample_sources, metadata):
+        samples = list(sample_sources[:6]) + ["", "x " * 2000]
+        return export.export_seq2seq(model, preprocessor, self.config.decoding, export_root, name, samples,
+                                     metadata)
+
