@@ -99,17 +99,19 @@ def main(argv):
         model = task.build_model(backbone, len(labels))
     eval_inputs = task.build_inputs(eval_examples, labels, preprocessor)
 
+    def evaluate():
+        return task.evaluate(model, eval_inputs, labels, FLAGS.batch_size)
+
+    final_evaluation = None
     if training_run:
-        common_flags.train_from_flags(
-            model, task.loss, strategy, precision, task.build_inputs(train_examples, labels, preprocessor),
-            evaluate=lambda: task.evaluate(model, eval_inputs, labels, FLAGS.batch_size)[0],
-        )
+        final_evaluation = common_flags.train_from_flags(
+            model, task.loss, strategy, precision, task.build_inputs(train_examples, labels, preprocessor), evaluate)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 
     report = None
     if FLAGS.mode != "export":
-        report, probabilities = task.evaluate(model, eval_inputs, labels, FLAGS.batch_size)
+        report, probabilities = final_evaluation or evaluate()
         task.write_eval_results(model_dir, report, eval_examples, probabilities, labels)
         print(metrics.format_classification_report(report), flush=True)
         print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)

@@ -113,7 +113,12 @@ def data_sources(demo_train, demo_eval):
 
 
 def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate):
-    """Trains `model` with the training flags (resuming from --model_dir); returns best metrics."""
+    """Trains `model` with the training flags, resuming from --model_dir.
+
+    `evaluate()` returns (metrics dict, per-example outputs). Returns the last
+    evaluation's pair when it was of the best weights, which the model holds
+    after training, so a pipeline need not evaluate them again; else None.
+    """
     steps_per_epoch = train_inputs.steps_per_epoch(FLAGS.batch_size)
     train_steps = FLAGS.train_steps or FLAGS.num_epochs * steps_per_epoch
     config = training.TrainerConfig(
@@ -130,11 +135,17 @@ def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate
     logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
                  train_steps, steps_per_epoch, FLAGS.batch_size,
                  FLAGS.batch_size // strategy.num_replicas_in_sync, strategy.num_replicas_in_sync)
-    trainer = training.Trainer(model, optimizer, loss_fn, strategy, FLAGS.model_dir, config, evaluate)
+    latest = []
+
+    def evaluate_metrics():
+        latest[:] = [evaluate()]
+        return latest[0][0]
+
+    trainer = training.Trainer(model, optimizer, loss_fn, strategy, FLAGS.model_dir, config, evaluate_metrics)
     start = time.time()
-    best = trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
+    trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
     logging.info("Training took %.1fs", time.time() - start)
-    return best
+    return latest[0] if trainer.best_is_last_evaluation else None
 
 
 def define_export_flags(default_name):

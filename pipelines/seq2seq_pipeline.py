@@ -13,6 +13,7 @@ from absl import logging
 
 import tflm
 from pipelines import common_flags
+from pipelines.entry import run_pipeline
 from tflm import generation
 from tflm import metrics
 from tflm import training
@@ -133,18 +134,18 @@ def main(defaults):
     eval_inputs = task.build_inputs(eval_examples, preprocessor)
 
     def evaluate():
-        return task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets, FLAGS.eval_batch_size)[0]
+        return task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets, FLAGS.eval_batch_size)
 
+    final_evaluation = None
     if training_run:
-        common_flags.train_from_flags(model, task.loss, strategy, precision,
-                                      task.build_inputs(train_examples, preprocessor), evaluate)
+        final_evaluation = common_flags.train_from_flags(
+            model, task.loss, strategy, precision, task.build_inputs(train_examples, preprocessor), evaluate)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 
     report = None
     if FLAGS.mode != "export":
-        report, predictions = task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets,
-                                            FLAGS.eval_batch_size)
+        report, predictions = final_evaluation or evaluate()
         task.write_eval_results(model_dir, report, eval_examples, predictions)
         print(metrics.format_generation_report(report), flush=True)
         for source, prediction in list(zip(eval_examples.sources, predictions))[:3]:
@@ -161,3 +162,12 @@ def main(defaults):
         path = task.export(model, preprocessor, FLAGS.export_dir, FLAGS.export_name, eval_examples.sources,
                            metadata)
         print(f"Exported and verified {path}", flush=True)
+
+
+def run(defaults):
+    """Parses the flags and runs `main(defaults)`: the body of each pipeline's entry point."""
+    def main_with_defaults(argv):
+        del argv
+        main(defaults)
+
+    run_pipeline(main_with_defaults)

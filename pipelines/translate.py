@@ -9,7 +9,6 @@ With no data flags it trains on the bundled English-German demo set, offline:
 """
 
 from pipelines import seq2seq_pipeline
-from pipelines.entry import run_pipeline
 from tflm.data import demo
 
 DEFAULTS = seq2seq_pipeline.define_flags(seq2seq_pipeline.PipelineDefaults(
@@ -20,13 +19,8 @@ DEFAULTS = seq2seq_pipeline.define_flags(seq2seq_pipeline.PipelineDefaults(
 ))
 
 
-def main(argv):
-    del argv
-    seq2seq_pipeline.main(DEFAULTS)
-
-
 def run():
-    run_pipeline(main)
+    seq2seq_pipeline.run(DEFAULTS)
 
 
 if __name__ == "__main__":

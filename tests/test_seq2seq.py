@@ -104,7 +104,8 @@ def test_target_vocabulary_is_learned_once_and_reused(tmp_path):
 # -- preprocessing --------------------------------------------------------------
 def test_labels_are_decoder_inputs_shifted_by_one(tiny_seq2seq):
     _, _, preprocessor = tiny_seq2seq
-    features, labels, weights = preprocessor.encode_pairs(tf.constant(SOURCES[:2]), tf.constant(TARGETS[:2]))
+    features, labels, weights = preprocessor.pack_pairs(preprocessor.source_tokenizer(tf.constant(SOURCES[:2])),
+                                                        preprocessor.target_tokenizer(tf.constant(TARGETS[:2])))
     decoder_ids, labels, weights = (np.asarray(t) for t in (features["decoder_token_ids"], labels, weights))
     special = preprocessor.special_tokens
     assert (decoder_ids[:, 0] == special.start_ids[0]).all()

@@ -137,12 +137,26 @@ def test_early_stopping_restores_best_weights(tiny_preset, tmp_path):
     best = trainer.train(dataset)
     assert best == {"accuracy": 0.9}
     assert sorted(snapshots) == [2, 4, 6]  # Stopped after two evaluations without improvement.
+    assert not trainer.best_is_last_evaluation  # The pipeline must evaluate the restored weights again.
     for path, value in weights(trainer.model).items():
         if "seed_generator" not in path:
             np.testing.assert_array_equal(value, snapshots[2][path], err_msg=path)
     # Running again does not train past the early stop.
     again, dataset = build(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2)
     assert again.train(dataset) == {"accuracy": 0.9}
+
+
+def test_best_is_last_evaluation_when_the_final_evaluation_is_the_best(tiny_preset, tmp_path):
+    scores = {2: 0.5, 4: 0.9}
+    trainer, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2,
+                             evaluate=lambda step, real_evaluate: {"accuracy": scores[step]})
+    assert not trainer.best_is_last_evaluation  # Nothing evaluated yet.
+    trainer.train(dataset)
+    assert trainer.best_is_last_evaluation
+    # A run that resumes past its end evaluates nothing in this process.
+    again, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2)
+    again.train(dataset)
+    assert not again.best_is_last_evaluation
 
 
 def test_unknown_best_metric_is_a_user_error(tiny_preset, tmp_path):

@@ -60,13 +60,22 @@ def tokenize(preprocessor, texts):
     return trim_to_longest(features, "padding_mask", list(features))
 
 
+def bucketed_length(mask, bucket_width):
+    """Longest row of a [B, T] padding mask, rounded up to `bucket_width`, within [1, T].
+
+    Trimming a batch to it bounds the number of distinct shapes; results are
+    unchanged because padding is masked out of attention and pooling.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(mask, axis=1))
+    length = tf.minimum((longest + bucket_width - 1) // bucket_width * bucket_width, tf.shape(mask)[1])
+    return tf.maximum(length, 1)
+
+
 def _trim_batch(groups, bucket_width):
     def trim(features, targets):
         features, targets = dict(features), dict(targets) if isinstance(targets, dict) else targets
         for group in groups:
-            mask = features[group.mask]
-            length = tf.reduce_max(tf.reduce_sum(mask, axis=1))
-            length = tf.minimum((length + bucket_width - 1) // bucket_width * bucket_width, tf.shape(mask)[1])
+            length = bucketed_length(features[group.mask], bucket_width)
             for key in group.features:
                 features[key] = features[key][:, :length]
             for key in group.targets:

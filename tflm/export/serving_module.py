@@ -12,6 +12,8 @@ import os
 
 import tensorflow as tf
 
+from tflm.data.tokenized_dataset import bucketed_length
+
 METADATA_FILE = "tflm_model.json"
 
 
@@ -33,15 +35,8 @@ def sanitize_text(text):
 
 
 def trim_to_longest_row(features, mask_key, bucket_width=16):
-    """Cuts padding beyond the longest row (rounded up to `bucket_width`).
-
-    Makes short requests fast; results are unchanged because padding
-    positions are masked out of attention and pooling.
-    """
-    full = tf.shape(features[mask_key])[1]
-    longest = tf.reduce_max(tf.reduce_sum(features[mask_key], axis=1))
-    length = tf.minimum((longest + bucket_width - 1) // bucket_width * bucket_width, full)
-    length = tf.maximum(length, 1)
+    """Cuts every feature to the request's longest row (see `bucketed_length`); short requests run fast."""
+    length = bucketed_length(features[mask_key], bucket_width)
     return {k: v[:, :length] for k, v in features.items()}
 
 

@@ -43,27 +43,36 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
     def special_tokens(self):
         return self.target_special
 
+    @property
+    def source_capacity(self):
+        """Source tokens that fit beside the start and end tokens; longer sources are truncated."""
+        return self.max_source_length - len(self.source_special.start_ids) - 1
+
+    @property
+    def target_capacity(self):
+        """Target tokens that fit before the end token; longer targets are truncated."""
+        return self.max_target_length - 1
+
     def encode_sources(self, texts):
         """{"encoder_token_ids", "encoder_padding_mask"} (int32) for a batch of strings."""
-        token_ids, mask = self.source_packer(self.source_tokenizer(texts))
+        return self._pack_sources(self.source_tokenizer(texts))
+
+    def _pack_sources(self, tokens):
+        token_ids, mask = self.source_packer(tokens)
         return {"encoder_token_ids": tf.cast(token_ids, tf.int32), "encoder_padding_mask": tf.cast(mask, tf.int32)}
 
-    def encode_pairs(self, sources, targets):
-        """(features, labels, label_weights) for teacher-forced training."""
-        features = self.encode_sources(sources)
-        packed, mask = self.target_packer(self.target_tokenizer(targets))
+    def pack_pairs(self, source_tokens, target_tokens):
+        """(features, labels, label_weights) for teacher-forced training, from ragged token ids."""
+        features = self._pack_sources(source_tokens)
+        packed, mask = self.target_packer(target_tokens)
         packed, mask = tf.cast(packed, tf.int32), tf.cast(mask, tf.int32)
-        prompt = len(self.target_special.start_ids)
         features["decoder_token_ids"] = packed[:, :-1]
         features["decoder_padding_mask"] = mask[:, :-1]
-        # Labels are the next tokens; the prompt beyond its last id is never predicted.
-        labels = packed[:, prompt:]
-        weights = mask[:, prompt:]
-        pad = tf.fill([tf.shape(packed)[0], prompt - 1], self.target_special.pad_id) if prompt > 1 else None
-        if pad is not None:
-            labels = tf.concat([pad, labels], axis=1)
-            weights = tf.concat([tf.zeros_like(pad), weights], axis=1)
-        return features, labels, weights
+        # Labels are the next tokens. Positions inside a multi-token prompt
+        # (BART's `</s><s>`) predict prompt tokens, which are not learned.
+        prompt = len(self.target_special.start_ids)
+        learned = tf.cast(tf.range(tf.shape(packed)[1] - 1) >= prompt - 1, tf.int32)
+        return features, packed[:, 1:], mask[:, 1:] * learned[None, :]
 
     def decode_targets(self, token_ids):
         """Generated ids [B, T] (prompt excluded) to strings, cut at the end token."""

@@ -130,7 +130,8 @@ class WarmStartedSeq2SeqLM(keras.Model):
     def call_decoder_with_cache(self, encoder_hidden_states, encoder_padding_mask, decoder_token_ids,
                                 self_attention_cache=None, self_attention_cache_update_index=None,
                                 cross_attention_cache=None, cross_attention_cache_update_index=None):
-        x = self._embed_targets(decoder_token_ids, start_index=0 if self_attention_cache_update_index is None else self_attention_cache_update_index)
+        start = 0 if self_attention_cache_update_index is None else self_attention_cache_update_index
+        x = self._embed_targets(decoder_token_ids, start_index=start)
         self_caches, cross_caches = [], []
         for i, block in enumerate(self.decoder.transformer_layers):
             x, next_self_cache, next_cross_cache = block(

@@ -66,14 +66,26 @@ class Seq2SeqTask:
                                           c.encoding, split=split, skip_bad_rows=c.skip_bad_rows)
 
     def build_inputs(self, examples, preprocessor):
-        """TokenizedDataset of encoder/decoder features with labels and label weights."""
-        self._report_truncation(examples, preprocessor)
+        """TokenizedDataset of encoder/decoder features with labels and label weights.
 
+        Logs how many sources and targets were truncated to their max length.
+        """
         def run(sources, targets):
-            features, labels, weights = preprocessor.encode_pairs(sources, targets)
-            return dict(features, labels=labels, label_weights=weights)
+            source_tokens = preprocessor.source_tokenizer(sources)
+            target_tokens = preprocessor.target_tokenizer(targets)
+            features, labels, weights = preprocessor.pack_pairs(source_tokens, target_tokens)
+            return dict(features, labels=labels, label_weights=weights,
+                        source_lengths=source_tokens.row_lengths(), target_lengths=target_tokens.row_lengths())
 
         arrays = data.run_in_batches(run, [examples.sources, examples.targets])
+        long_sources = int((arrays.pop("source_lengths") > preprocessor.source_capacity).sum())
+        long_targets = int((arrays.pop("target_lengths") > preprocessor.target_capacity).sum())
+        if long_sources or long_targets:
+            logging.warning(
+                "%s: truncating %d of %d sources to --max_source_length=%d and %d targets to "
+                "--max_target_length=%d tokens", examples.source, long_sources, len(examples),
+                self.config.max_source_length, long_targets, self.config.max_target_length,
+            )
         arrays = data.trim_to_longest(arrays, "encoder_padding_mask", ["encoder_token_ids", "encoder_padding_mask"])
         decoder_keys = ["decoder_token_ids", "decoder_padding_mask", "labels", "label_weights"]
         arrays = data.trim_to_longest(arrays, "decoder_padding_mask", decoder_keys)
@@ -84,24 +96,6 @@ class Seq2SeqTask:
                                ("labels", "label_weights")),
         )
         return data.TokenizedDataset(arrays, targets, groups)
-
-    def _report_truncation(self, examples, preprocessor):
-        """Logs how many sources/targets do not fit their max length (they are truncated)."""
-        def lengths(tokenizer, column):
-            counts = data.run_in_batches(lambda t: {"n": tokenizer(t).row_lengths()}, [column])["n"]
-            return counts
-
-        special = preprocessor.source_special, preprocessor.target_special
-        source_room = self.config.max_source_length - len(special[0].start_ids) - 1
-        target_room = self.config.max_target_length - 1
-        long_sources = int((lengths(preprocessor.source_tokenizer, examples.sources) > source_room).sum())
-        long_targets = int((lengths(preprocessor.target_tokenizer, examples.targets) > target_room).sum())
-        if long_sources or long_targets:
-            logging.warning(
-                "%s: truncating %d of %d sources to --max_source_length=%d and %d targets to "
-                "--max_target_length=%d tokens", examples.source, long_sources, len(examples),
-                self.config.max_source_length, long_targets, self.config.max_target_length,
-            )
 
     # -- model ---------------------------------------------------------------
     def build_model(self, precision, model_dir, train_targets=None):

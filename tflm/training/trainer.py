@@ -91,6 +91,8 @@ class Trainer:
             self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
             self._evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False)
             self._stopped_early = tf.Variable(False, trainable=False)
+        # Steps of this process's latest and best evaluations (None: none yet).
+        self._last_eval_step = self._best_eval_step = None
 
     # -- the compiled step -------------------------------------------------
     def _make_train_loop(self):
@@ -205,6 +207,16 @@ class Trainer:
         self._write_train_stats(step - start_step, timed_steps, timed_seconds)
         return self._finish(best_manager)
 
+    @property
+    def best_is_last_evaluation(self):
+        """Whether the weights `train` ends with are the ones its latest `evaluate` call saw.
+
+        The last evaluation is always at the final step, so when it was also
+        the best, the restored best weights are the evaluated ones and its
+        results need not be computed again.
+        """
+        return self._best_eval_step is not None and self._best_eval_step == self._last_eval_step
+
     def _write_train_stats(self, steps, timed_steps, seconds):
         stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
                  "steps_per_second": timed_steps / seconds if timed_steps else None}
@@ -236,6 +248,7 @@ class Trainer:
     def _evaluate_and_track(self, step, best_manager, eval_writer):
         """Evaluates, keeps the best weights; returns True to stop early."""
         metrics = self.evaluate()
+        self._last_eval_step = step
         with eval_writer.as_default(step=step):
             for name, value in metrics.items():
                 if isinstance(value, (int, float)):
@@ -251,6 +264,7 @@ class Trainer:
             self._best_score.assign(score)
             self._evals_since_best.assign(0)
             best_manager.save(checkpoint_number=step)
+            self._best_eval_step = step
             with tf.io.gfile.GFile(os.path.join(best_dir(self.model_dir), BEST_METRICS_FILE), "w") as f:
                 json.dump({"step": step, "metrics": metrics}, f, indent=1)
             print(f"\nstep {step}: {summary} (new best {self.config.best_metric})", flush=True)
