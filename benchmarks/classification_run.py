@@ -8,35 +8,17 @@ TensorFlow + tensorflow-text.
 
 import json
 import os
-import time
 
-import numpy as np
 
 from benchmarks.common import RESULTS_DIR
 from benchmarks.common import latest_export  # noqa: F401  Re-exported for the scripts.
 from benchmarks.common import run_pipeline
+from tflm.export.serving_latency import serving_latency
 
 
 def run_classify(flags, log_path):
     """Runs pipelines/classify.py with `flags`; returns wall seconds."""
-    return run_pipeline("pipelines.classify", flags, log_path)
-
-
-def serving_latency(export_dir, sentences, repeats=200, warmup=20):
-    """p50/p95 milliseconds of one-sentence requests to serving_default."""
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
-
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    for i in range(warmup):
-        serve(text=tf.constant([sentences[i % len(sentences)]]))
-    times = []
-    for i in range(repeats):
-        request = tf.constant([sentences[i % len(sentences)]])
-        start = time.perf_counter()
-        serve(text=request)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"p50_ms": float(np.percentile(times, 50)), "p95_ms": float(np.percentile(times, 95))}
+    return run_pipeline("classify", flags, log_path)
 
 
 def summarize(name, model_dir, export_dir, wall_seconds, batch_size, settings, latency_sentences):

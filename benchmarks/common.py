@@ -1,21 +1,22 @@
 """What every benchmark does: run a pipeline as a user would, find its export."""
 
 import os
-import subprocess
-import sys
-import time
+
+from tflm.tuning import pipeline_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 
 
-def run_pipeline(module, flags, log_path):
-    """Runs `python -m module flags` from the repo root, logging to `log_path`; returns wall seconds."""
-    start = time.time()
-    with open(log_path, "w") as log:
-        subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                       check=True)
-    return time.time() - start
+def run_pipeline(pipeline, flags, log_path):
+    """Runs a tflm pipeline ("classify", "translate", ...) as a user would; returns wall seconds.
+
+    Output is appended to `log_path`; a failed run stops the benchmark with its error line.
+    """
+    result = pipeline_runs.run_pipeline(pipeline, flags, log_path)
+    if not result.ok:
+        raise SystemExit(f"{pipeline} failed ({result.message}); log: {log_path}")
+    return result.seconds
 
 
 def latest_export(export_root, name):

@@ -41,7 +41,7 @@ def main(argv):
         "--max_source_length=64", "--max_target_length=64", f"--beam_size={FLAGS.beam_size}",
         "--checkpoint_every_steps=500", "--eval_every_steps=100000",
     ]
-    wall = run_pipeline("pipelines.translate", settings + [
+    wall = run_pipeline("translate", settings + [
         f"--model_dir={model_dir}", f"--export_dir={export_root}", "--export_name=multi30k"],
         FLAGS.work_dir + ".log")
     with open(f"{d}/test_2016_flickr.en", encoding="utf-8") as f:

@@ -47,7 +47,7 @@ def main(argv):
         f"--max_source_length={FLAGS.max_source_length}", "--max_target_length=64",
         f"--beam_size={FLAGS.beam_size}", "--checkpoint_every_steps=500", "--eval_every_steps=100000",
     ]
-    wall = run_pipeline("pipelines.summarize", settings + [
+    wall = run_pipeline("summarize", settings + [
         f"--model_dir={model_dir}", f"--export_dir={export_root}", "--export_name=samsum"],
         FLAGS.work_dir + ".log")
     with open(f"{d}/test.jsonl", encoding="utf-8") as f:

@@ -22,6 +22,7 @@ flags.DEFINE_integer("num_epochs", 3, "Epochs.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_seq_length", 64, "Tokens per sentence.")
+flags.DEFINE_string("pooling", "mean", "Sentence vector (see pipelines/classify.py --pooling).")
 FLAGS = flags.FLAGS
 
 
@@ -34,6 +35,7 @@ def main(argv):
         f"--train_data={data_dir}/train.tsv.gz", f"--eval_data={data_dir}/dev.tsv",
         f"--num_epochs={FLAGS.num_epochs}", f"--learning_rate={FLAGS.learning_rate}",
         f"--batch_size={FLAGS.batch_size}", f"--max_seq_length={FLAGS.max_seq_length}",
+        f"--pooling={FLAGS.pooling}",
         "--eval_every_steps=1000", "--checkpoint_every_steps=1000",
     ]
     wall = classification_run.run_classify(

@@ -11,7 +11,6 @@ sentiment set, so this runs offline:
 
 import os
 
-import keras
 from absl import flags
 from absl import logging
 
@@ -78,11 +77,8 @@ def task_config():
 
 def main(argv):
     del argv
-    keras.utils.set_random_seed(FLAGS.seed)
+    strategy, precision, model_dir = common_flags.start_run(RUN_DEFINING_FLAGS)
     task = TextClassificationTask(task_config())
-    model_dir = FLAGS.model_dir
-    common_flags.prepare_model_dir(model_dir, RUN_DEFINING_FLAGS)
-    strategy, precision = training.set_up_runtime(common_flags.runtime_config())
     train_source, eval_source = common_flags.data_sources(demo.SENTIMENT_TRAIN, demo.SENTIMENT_DEV)
 
     training_run = FLAGS.mode in ("train", "train_and_export")
@@ -105,7 +101,7 @@ def main(argv):
     final_evaluation = None
     if training_run:
         final_evaluation = common_flags.train_from_flags(
-            model, task.loss, strategy, precision, task.build_inputs(train_examples, labels, preprocessor), evaluate)
+            model, task.loss, strategy, precision, model_dir, task.build_inputs(train_examples, labels, preprocessor), evaluate)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 
@@ -116,14 +112,15 @@ def main(argv):
         print(metrics.format_classification_report(report), flush=True)
         print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
 
-    if FLAGS.mode in ("export", "train_and_export"):
+    if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
         metadata = {
             "tflm_version": tflm.__version__, "task": "text_classification", "backbone": FLAGS.backbone,
             "max_seq_length": FLAGS.max_seq_length, "precision": precision,
+            "parameters": sum(backbones.parameter_counts(model)),
             "eval_metrics": {k: v for k, v in (report or {}).items() if isinstance(v, float)},
         }
         path = task.export(model, preprocessor, labels, FLAGS.export_dir, FLAGS.export_name,
-                           eval_examples, metadata)
+                           eval_examples, metadata, FLAGS.export_version)
         print(f"Exported and verified {path}", flush=True)
 
 

@@ -14,6 +14,7 @@ from absl import logging
 from tflm import backbones
 from tflm.errors import UserError
 from tflm.export import saved_model_versions
+from tflm import run_files
 from tflm import training
 from tflm.training import runtime
 
@@ -61,22 +62,52 @@ def freeze_spec_text():
 
 
 def define_runtime_flags():
-    flags.DEFINE_enum("strategy", "default", runtime.STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_enum("strategy", "default", runtime.STRATEGIES,
+                      "tf.distribute strategy. multi_worker_mirrored reads the cluster from TF_CONFIG.")
     flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored (0: all visible).", lower_bound=0)
+    flags.DEFINE_integer("cpu_devices", 1, "Split the host CPU into this many logical devices, one "
+                         "replica each under mirrored / multi_worker_mirrored (multi-replica runs "
+                         "without accelerators, e.g. to test a setup).", lower_bound=1)
     flags.DEFINE_string("tpu", "", "TPU name or grpc:// address for --strategy=tpu ('local' on a TPU VM).")
+    flags.DEFINE_string("tpu_zone", "", "GCE zone of the --tpu (default: from the metadata server).")
+    flags.DEFINE_string("gcp_project", "", "GCP project of the --tpu (default: from the metadata server).")
     flags.DEFINE_enum("precision", "auto", runtime.PRECISIONS,
                       "Dtype policy. auto: mixed_bfloat16 where the device has fast bf16 "
                       "(this CPU, TPU, Ampere+ GPU), else float32/mixed_float16. Heads stay float32.")
+    flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and data order.")
+    flags.DEFINE_boolean("deterministic", False, "Use deterministic kernels too, so two runs with "
+                         "the same flags on one machine give identical weights and metrics.")
+    tpu_flags = ["strategy", "tpu", "tpu_zone", "gcp_project"]
     flags.register_multi_flags_validator(
-        ["strategy", "tpu"], lambda f: f["strategy"] == "tpu" or not f["tpu"],
-        message="--tpu is only used with --strategy=tpu")
+        tpu_flags, lambda f: f["strategy"] == "tpu" or not (f["tpu"] or f["tpu_zone"] or f["gcp_project"]),
+        message="--tpu, --tpu_zone and --gcp_project are only used with --strategy=tpu")
     flags.register_multi_flags_validator(
         ["strategy", "tpu"], lambda f: f["strategy"] != "tpu" or bool(f["tpu"]),
         message="--strategy=tpu needs --tpu")
+    flags.register_multi_flags_validator(
+        ["strategy", "cpu_devices"],
+        lambda f: f["cpu_devices"] == 1 or f["strategy"] in ("mirrored", "multi_worker_mirrored"),
+        message="--cpu_devices > 1 needs --strategy=mirrored or multi_worker_mirrored")
 
 
 def runtime_config():
-    return runtime.RuntimeConfig(FLAGS.strategy, FLAGS.num_gpus, FLAGS.tpu, FLAGS.precision)
+    return runtime.RuntimeConfig(
+        strategy=FLAGS.strategy, num_gpus=FLAGS.num_gpus, tpu=FLAGS.tpu, tpu_zone=FLAGS.tpu_zone,
+        gcp_project=FLAGS.gcp_project, precision=FLAGS.precision, cpu_devices=FLAGS.cpu_devices,
+        seed=FLAGS.seed, deterministic=FLAGS.deterministic)
+
+
+def start_run(run_defining_flags):
+    """What every pipeline does first: runtime, then this process's model dir.
+
+    Returns (strategy, precision, model_dir); model_dir is --model_dir, or a
+    per-worker folder inside it on non-chief workers.
+    """
+    strategy, precision = training.set_up_runtime(runtime_config())
+    runtime.per_replica_batch_size(FLAGS.batch_size, strategy)
+    model_dir = runtime.worker_model_dir(FLAGS.model_dir, strategy)
+    prepare_model_dir(model_dir, run_defining_flags)
+    return strategy, precision, model_dir
 
 
 def define_training_flags(pipeline, best_metric):
@@ -98,9 +129,11 @@ def define_training_flags(pipeline, best_metric):
                         "and drives early stopping (loss-like metrics are minimised).")
     flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many evaluations without "
                          "improvement of --best_metric; 0: never.", lower_bound=0)
+    flags.DEFINE_enum("on_nan", "stop", training.NAN_POLICIES, "When the training loss becomes "
+                      "NaN/Inf: stop with a message, or roll back to the last checkpoint and skip "
+                      "the batches since (at most 3 times).")
     flags.DEFINE_integer("steps_per_loop", 1, "Steps per compiled call (larger: less Python "
                          "overhead, coarser progress).", lower_bound=1)
-    flags.DEFINE_integer("seed", 42, "Seed for initialisation and data order.")
 
 
 def data_sources(demo_train, demo_eval):
@@ -112,8 +145,8 @@ def data_sources(demo_train, demo_eval):
     return FLAGS.train_data, FLAGS.eval_data or FLAGS.train_data
 
 
-def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate):
-    """Trains `model` with the training flags, resuming from --model_dir.
+def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_inputs, evaluate):
+    """Trains `model` with the training flags, resuming from `model_dir`.
 
     `evaluate()` returns (metrics dict, per-example outputs). Returns the last
     evaluation's pair when it was of the best weights, which the model holds
@@ -126,6 +159,7 @@ def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate
         checkpoint_every_steps=FLAGS.checkpoint_every_steps, eval_every_steps=FLAGS.eval_every_steps,
         keep_checkpoints=FLAGS.keep_checkpoints, best_metric=FLAGS.best_metric,
         early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
+        on_nan=FLAGS.on_nan,
     )
     with strategy.scope():
         optimizer = training.create_optimizer(
@@ -134,23 +168,35 @@ def train_from_flags(model, loss_fn, strategy, precision, train_inputs, evaluate
         )
     logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
                  train_steps, steps_per_epoch, FLAGS.batch_size,
-                 FLAGS.batch_size // strategy.num_replicas_in_sync, strategy.num_replicas_in_sync)
+                 runtime.per_replica_batch_size(FLAGS.batch_size, strategy), strategy.num_replicas_in_sync)
     latest = []
 
     def evaluate_metrics():
         latest[:] = [evaluate()]
         return latest[0][0]
 
-    trainer = training.Trainer(model, optimizer, loss_fn, strategy, FLAGS.model_dir, config, evaluate_metrics)
+    trainer = training.Trainer(model, optimizer, loss_fn, strategy, model_dir, config, evaluate_metrics)
+    trainer.restore()
+    save_run_flags(model_dir)
     start = time.time()
     trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
     logging.info("Training took %.1fs", time.time() - start)
     return latest[0] if trainer.best_is_last_evaluation else None
 
 
+def exports_here(strategy):
+    """Whether this process exports: only the chief does (every worker holds the same weights)."""
+    if runtime.is_chief(strategy):
+        return True
+    logging.info("Not the chief worker: exporting is left to the chief")
+    return False
+
+
 def define_export_flags(default_name):
     flags.DEFINE_string("export_dir", "savedmodels", "Export root: <export_dir>/<export_name>/<version>.")
     flags.DEFINE_string("export_name", default_name, "Model name under --export_dir.")
+    flags.DEFINE_integer("export_version", 0, "Version number to publish; 0: the next free one. "
+                         "An existing version is never overwritten.", lower_bound=0)
     flags.register_validator("export_name", lambda v: bool(saved_model_versions.VALID_NAME.match(v)),
                              message="--export_name: use letters, digits, '.', '_' or '-'")
 
@@ -169,29 +215,41 @@ def _pipeline_flags():
 
 
 def prepare_model_dir(model_dir, run_defining_flags):
-    """Creates --model_dir and saves the run's flags as a flagfile in it.
+    """Creates `model_dir` and checks it can hold this run, changing nothing in it.
 
     If the folder already holds a run, the flags that define the model (e.g.
-    --backbone) must match, or resuming would load mismatched weights.
+    --backbone) must match its flagfile, or resuming would load mismatched
+    weights.
     """
     path = os.path.join(model_dir, FLAGFILE)
     try:
         tf.io.gfile.makedirs(model_dir)
+        probe = os.path.join(model_dir, f".write-probe-{os.getpid()}")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
         previous = {}
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
                 for line in f:
                     name, _, value = line.strip().lstrip("-").partition("=")
                     previous[name] = value
-        for name in run_defining_flags:
-            current = FLAGS[name].serialize().lstrip("-").partition("=")[2]
-            if name in previous and previous[name] != current:
-                raise UserError(
-                    f"--{name}={current} differs from --{name}={previous[name]} of the run in "
-                    f"--model_dir={model_dir}; use a new --model_dir"
-                )
-        with tf.io.gfile.GFile(path, "w") as f:
-            lines = (FLAGS[n].serialize() for n in _pipeline_flags() if n != "mode")
-            f.write("\n".join(line for line in lines if line) + "\n")
     except (tf.errors.OpError, OSError) as e:
         raise UserError(f"--model_dir={model_dir}: not writable ({str(e).splitlines()[0]})") from None
+    for name in run_defining_flags:
+        current = FLAGS[name].serialize().lstrip("-").partition("=")[2]
+        if name in previous and previous[name] != current:
+            raise UserError(
+                f"--{name}={current} differs from --{name}={previous[name]} of the run in "
+                f"--model_dir={model_dir}; use a new --model_dir"
+            )
+
+
+def save_run_flags(model_dir):
+    """Writes the run's flags to `model_dir` as a flagfile that reproduces it.
+
+    Written when training starts, so a run that fails on bad input leaves
+    the folder's previous record as it was.
+    """
+    lines = (FLAGS[n].serialize() for n in _pipeline_flags() if n != "mode")
+    run_files.write_atomically(os.path.join(model_dir, FLAGFILE), "\n".join(line for line in lines if line) + "\n")

@@ -7,13 +7,13 @@ lengths, target vocabulary, best metric, export name) and then runs `main`.
 import dataclasses
 import os
 
-import keras
 from absl import flags
 from absl import logging
 
 import tflm
 from pipelines import common_flags
 from pipelines.entry import run_pipeline
+from tflm import backbones
 from tflm import generation
 from tflm import metrics
 from tflm import training
@@ -116,11 +116,8 @@ def task_config():
 
 
 def main(defaults):
-    keras.utils.set_random_seed(FLAGS.seed)
+    strategy, precision, model_dir = common_flags.start_run(RUN_DEFINING_FLAGS)
     task = Seq2SeqTask(task_config())
-    model_dir = FLAGS.model_dir
-    common_flags.prepare_model_dir(model_dir, RUN_DEFINING_FLAGS)
-    strategy, precision = training.set_up_runtime(common_flags.runtime_config())
     train_source, eval_source = common_flags.data_sources(defaults.demo_train, defaults.demo_eval)
     training_run = FLAGS.mode in ("train", "train_and_export")
     train_examples = task.read_examples(train_source, FLAGS.train_split) if training_run else None
@@ -139,7 +136,7 @@ def main(defaults):
     final_evaluation = None
     if training_run:
         final_evaluation = common_flags.train_from_flags(
-            model, task.loss, strategy, precision, task.build_inputs(train_examples, preprocessor), evaluate)
+            model, task.loss, strategy, precision, model_dir, task.build_inputs(train_examples, preprocessor), evaluate)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 
@@ -152,15 +149,16 @@ def main(defaults):
             print(f"  {source[:80]!r}\n  -> {prediction!r}", flush=True)
         print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
 
-    if FLAGS.mode in ("export", "train_and_export"):
+    if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
         metadata = {
             "tflm_version": tflm.__version__, "task": defaults.task, "backbone": FLAGS.backbone,
             "decoding": dataclasses.asdict(task.config.decoding), "precision": precision,
             "max_source_length": FLAGS.max_source_length,
+            "parameters": sum(backbones.parameter_counts(model)),
             "eval_metrics": {k: v for k, v in (report or {}).items() if k in metrics.GENERATION_METRICS},
         }
         path = task.export(model, preprocessor, FLAGS.export_dir, FLAGS.export_name, eval_examples.sources,
-                           metadata)
+                           metadata, FLAGS.export_version)
         print(f"Exported and verified {path}", flush=True)
 
 

@@ -8,6 +8,19 @@ import sys
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tflm import backbones, training  # noqa: E402
+from tflm.data import demo  # noqa: E402
+from tflm.tasks import TextClassificationConfig, TextClassificationTask  # noqa: E402
+from tflm.training.runtime import configure_cpu_devices  # noqa: E402
+
+# Two logical CPU devices, so in-process tests can run MirroredStrategy with
+# two replicas. TensorFlow only accepts this before it initialises.
+configure_cpu_devices(2)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_TRAIN = os.path.join(ROOT, "tflm", "data", "demo", "sentiment_train.tsv")
 
@@ -23,7 +36,6 @@ def tiny_vocabulary():
 
 def make_tiny_bert_preset(directory, num_layers=2, hidden_dim=16, seed=0):
     """Saves a randomly initialised BERT + tokenizer as a KerasHub preset."""
-    import keras
     import keras_hub
 
     keras.utils.set_random_seed(seed)
@@ -50,8 +62,48 @@ def minilm_dir():
     return str(gt.get_model_path())
 
 
-def run_module(module, *args, cwd=None, timeout=600):
-    """Runs `python -m module args` from the repo root; returns CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=env,
+def run_module(module, *args, cwd=None, timeout=600, env=None):
+    """Runs `python -m module args` from the repo root; returns CompletedProcess.
+
+    `env` adds environment variables; an inherited TF_CONFIG is dropped so a
+    test never joins a cluster by accident.
+    """
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    environment.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=environment,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_classifier_trainer(tiny_preset, model_dir, freeze="", train_steps=6, steps_per_epoch=3, evaluate=None,
+                            **trainer_kwargs):
+    """A tiny classifier on the demo data with its trainer.
+
+    `evaluate(step, real_evaluate)` may replace evaluation (to script metrics
+    or simulate a crash).
+    """
+    keras.utils.set_random_seed(1)
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, freeze=freeze, max_seq_length=32))
+    train = task.read_examples(demo.SENTIMENT_TRAIN, "train")
+    labels = task.label_vocabulary(train)
+    evaluation = task.read_examples(demo.SENTIMENT_DEV, "validation", labels)
+    backbone, preset = backbones.load_backbone(tiny_preset)
+    preprocessor = task.build_preprocessor(preset)
+    model = task.build_model(backbone, len(labels))
+    train_inputs = task.build_inputs(train, labels, preprocessor)
+    eval_inputs = task.build_inputs(evaluation, labels, preprocessor)
+    config = training.TrainerConfig(train_steps=train_steps, steps_per_epoch=steps_per_epoch,
+                                    checkpoint_every_steps=2, **trainer_kwargs)
+    optimizer = training.create_optimizer(1e-3, train_steps)
+
+    def real_evaluate():
+        return task.evaluate(model, eval_inputs, labels, 16)[0]
+
+    trainer = training.Trainer(
+        model, optimizer, task.loss, tf.distribute.get_strategy(), str(model_dir), config,
+        evaluate=(lambda: evaluate(int(optimizer.iterations.numpy()), real_evaluate)) if evaluate else real_evaluate,
+    )
+    return trainer, train_inputs.training(16, seed=7)
+
+
+def weights(model):
+    return {v.path: v.numpy().copy() for v in model.weights}

@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 from tflm import backbones
-from tflm.data import demo
 from tflm.errors import UserError
 from tflm.export import existing_versions, export_text_classifier, run_in_fresh_process, write_new_version
 from tflm.export.serving_module import token_features

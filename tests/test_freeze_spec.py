@@ -1,4 +1,3 @@
-import keras_hub
 import pytest
 
 from tflm.backbones import FreezeSpec, apply_freeze, load_backbone, parameter_counts

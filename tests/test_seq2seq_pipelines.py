@@ -51,31 +51,6 @@ def test_summarize_on_the_demo_dialogues(tiny_preset, tmp_path):
     assert not os.path.exists(tmp_path / "exports")
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--best_metric=accuracy", "--best_metric: one of bleu, chrf, rouge1"),
-    ("--freeze_decoder=blocks:x", "--freeze_decoder: 'blocks:x' needs a non-negative integer"),
-    ("--decoding=sample", "--decoding"),
-    ("--train_data=a.en,a.de", "--eval_data is required with --train_data files"),
-    ("--target_vocabulary=bpe", "--target_vocabulary"),
-])
-def test_bad_flags_fail_before_any_work(tmp_path, flag, message):
-    result = run_module("pipelines.translate", flag, f"--model_dir={tmp_path}/run")
-    assert result.returncode != 0 and message in result.stderr
-    assert not os.path.exists(tmp_path / "run")
-
-
-def test_mismatched_parallel_files_are_one_line_errors(tiny_preset, tmp_path):
-    (tmp_path / "t.en").write_text("one\ntwo\nthree\n", encoding="utf-8")
-    (tmp_path / "t.de").write_text("eins\nzwei\n", encoding="utf-8")
-    spec = f"{tmp_path}/t.en,{tmp_path}/t.de"
-    result = run_module("pipelines.translate", *fast_flags(tiny_preset, tmp_path), f"--train_data={spec}",
-                        f"--eval_data={spec}")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {tmp_path}/t.en: has more lines than {tmp_path}/t.de ({tmp_path}/t.de ends at line 2); "
-        "parallel files need one example per line in both")
-
-
 @pytest.mark.large
 def test_translate_demo_with_the_real_minilm(tmp_path):
     """The README's offline command, shortened: MiniLM2MiniLM learns the demo and exports."""

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tflm.backbones import load_backbone, load_preprocessor
+from tflm.backbones import load_preprocessor
 from tflm.data import TokenizedDataset, tokenize
 
 

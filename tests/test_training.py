@@ -1,15 +1,12 @@
 import json
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflm import backbones, training
-from tflm.data import demo
-from tflm.errors import UserError
-from tflm.tasks import TextClassificationConfig, TextClassificationTask
+from tests.conftest import tiny_classifier_trainer, weights
+from tflm.errors import TrainingDiverged, UserError
 from tflm.training.optimization import WarmupLinearDecay, create_optimizer
 from tflm.training.runtime import get_distribution_strategy, resolve_precision
 
@@ -46,42 +43,8 @@ def test_strategies_and_errors():
     assert resolve_precision("auto", tf.distribute.get_strategy()) in ("float32", "mixed_bfloat16")
 
 
-def build(tiny_preset, model_dir, freeze="", train_steps=6, steps_per_epoch=3, evaluate=None, **trainer_kwargs):
-    """A tiny classifier on the demo data with its trainer.
-
-    `evaluate(step, real_evaluate)` may replace evaluation (to script metrics
-    or simulate a crash).
-    """
-    keras.utils.set_random_seed(1)
-    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, freeze=freeze, max_seq_length=32))
-    train = task.read_examples(demo.SENTIMENT_TRAIN, "train")
-    labels = task.label_vocabulary(train)
-    evaluation = task.read_examples(demo.SENTIMENT_DEV, "validation", labels)
-    backbone, preset = backbones.load_backbone(tiny_preset)
-    preprocessor = task.build_preprocessor(preset)
-    model = task.build_model(backbone, len(labels))
-    train_inputs = task.build_inputs(train, labels, preprocessor)
-    eval_inputs = task.build_inputs(evaluation, labels, preprocessor)
-    config = training.TrainerConfig(train_steps=train_steps, steps_per_epoch=steps_per_epoch,
-                                    checkpoint_every_steps=2, **trainer_kwargs)
-    optimizer = training.create_optimizer(1e-3, train_steps)
-
-    def real_evaluate():
-        return task.evaluate(model, eval_inputs, labels, 16)[0]
-
-    trainer = training.Trainer(
-        model, optimizer, task.loss, tf.distribute.get_strategy(), str(model_dir), config,
-        evaluate=(lambda: evaluate(int(optimizer.iterations.numpy()), real_evaluate)) if evaluate else real_evaluate,
-    )
-    return trainer, train_inputs.training(16, seed=7)
-
-
-def weights(model):
-    return {v.path: v.numpy().copy() for v in model.weights}
-
-
 def test_frozen_weights_stay_bit_identical(tiny_preset, tmp_path):
-    trainer, dataset = build(tiny_preset, tmp_path, freeze="embeddings,bottom:1")
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, freeze="embeddings,bottom:1")
     before = weights(trainer.model)
     frozen = {v.path for v in trainer.model.weights if not v.trainable}
     assert any(p.startswith("token_embedding") for p in frozen)
@@ -99,7 +62,7 @@ class Crash(Exception):
 
 
 def test_resume_after_crash_matches_uninterrupted_run(tiny_preset, tmp_path):
-    reference, dataset = build(tiny_preset, tmp_path / "reference", train_steps=8, steps_per_epoch=4)
+    reference, dataset = tiny_classifier_trainer(tiny_preset, tmp_path / "reference", train_steps=8, steps_per_epoch=4)
     reference.train(dataset)
 
     def crash_at_step_4(step, real_evaluate):
@@ -107,14 +70,14 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_preset, tmp_path):
             raise Crash()
         return real_evaluate()
 
-    crashing, dataset = build(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4,
+    crashing, dataset = tiny_classifier_trainer(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4,
                               evaluate=crash_at_step_4)
     with pytest.raises(Crash):
         crashing.train(dataset)
     # The crash came before step 4's checkpoint: the latest is step 2.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
 
-    resumed, dataset = build(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4)
+    resumed, dataset = tiny_classifier_trainer(tiny_preset, tmp_path / "run", train_steps=8, steps_per_epoch=4)
     resumed.train(dataset)
     stats = json.load(open(tmp_path / "run" / "train_stats.json"))
     assert stats["steps"] == 6  # Steps 3..8: resumed at 2, not from zero.
@@ -132,7 +95,7 @@ def test_early_stopping_restores_best_weights(tiny_preset, tmp_path):
         snapshots[step] = weights(trainer.model)
         return {"accuracy": scores[step]}
 
-    trainer, dataset = build(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2,
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2,
                              evaluate=scripted, early_stopping_patience=2)
     best = trainer.train(dataset)
     assert best == {"accuracy": 0.9}
@@ -142,32 +105,32 @@ def test_early_stopping_restores_best_weights(tiny_preset, tmp_path):
         if "seed_generator" not in path:
             np.testing.assert_array_equal(value, snapshots[2][path], err_msg=path)
     # Running again does not train past the early stop.
-    again, dataset = build(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2)
+    again, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=8, steps_per_epoch=2)
     assert again.train(dataset) == {"accuracy": 0.9}
 
 
 def test_best_is_last_evaluation_when_the_final_evaluation_is_the_best(tiny_preset, tmp_path):
     scores = {2: 0.5, 4: 0.9}
-    trainer, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2,
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2,
                              evaluate=lambda step, real_evaluate: {"accuracy": scores[step]})
     assert not trainer.best_is_last_evaluation  # Nothing evaluated yet.
     trainer.train(dataset)
     assert trainer.best_is_last_evaluation
     # A run that resumes past its end evaluates nothing in this process.
-    again, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2)
+    again, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=2)
     again.train(dataset)
     assert not again.best_is_last_evaluation
 
 
 def test_unknown_best_metric_is_a_user_error(tiny_preset, tmp_path):
-    trainer, dataset = build(tiny_preset, tmp_path, train_steps=2, steps_per_epoch=2, best_metric="bleu")
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=2, steps_per_epoch=2, best_metric="bleu")
     with pytest.raises(UserError, match="--best_metric=bleu: not computed by this task"):
         trainer.train(dataset)
 
 
 def test_loss_blow_up_stops_with_a_message(tiny_preset, tmp_path):
-    trainer, dataset = build(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=4)
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=4, steps_per_epoch=4)
     kernel = trainer.model.get_layer("logits").kernel
     kernel.assign(np.full(kernel.shape, np.inf, dtype="float32"))
-    with pytest.raises(FloatingPointError, match="training loss became nan at step"):
+    with pytest.raises(TrainingDiverged, match="training loss became nan at step"):
         trainer.train(dataset)

@@ -6,6 +6,7 @@ from tflm.data import table_reader
 from tflm.data.row_fields import BadRow
 from tflm.data.row_fields import BadRowPolicy
 from tflm.data.row_fields import as_text
+from tflm.data.row_fields import check_text_length
 from tflm.data.row_fields import field_value
 from tflm.data import tfds_source
 from tflm.errors import UserError
@@ -78,6 +79,7 @@ def read_classification_examples(
             for field, value in zip(columns.text_fields, values):
                 if not value.strip():
                     raise BadRow("empty text", f"{path}:{number}: empty text in column {field!r}")
+                check_text_length(value, f"{path}:{number}", f"the text in column {field!r}")
             if not label:
                 raise BadRow("empty label", f"{path}:{number}: empty label in column {columns.label_field!r}")
             if label_vocabulary is not None and label not in label_vocabulary:

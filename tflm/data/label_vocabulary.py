@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from tflm import run_files
 from tflm.errors import UserError
 
 
@@ -44,8 +45,7 @@ class LabelVocabulary:
 
     def save(self, directory):
         tf.io.gfile.makedirs(directory)
-        with tf.io.gfile.GFile(os.path.join(directory, self.FILENAME), "w") as f:
-            json.dump({"labels": self.names}, f, indent=1)
+        run_files.write_json(os.path.join(directory, self.FILENAME), {"labels": self.names})
 
     @classmethod
     def load(cls, directory):

@@ -37,6 +37,19 @@ def field_value(row, field, path, number):
     return row[index]
 
 
+# A longer text is almost always a broken file (an unclosed quote that
+# swallowed many lines); real texts this long would be truncated to the
+# model's sequence length anyway.
+MAX_TEXT_CHARS = 200_000
+
+
+def check_text_length(text, location, what):
+    """Raises BadRow if `text` (at `location`, "file:line") is over MAX_TEXT_CHARS."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRow("oversized text", f"{location}: {what} is {len(text):,} characters, over the "
+                     f"{MAX_TEXT_CHARS:,} limit (an unclosed quote in the file?)")
+
+
 def as_text(value):
     if value is None:
         return ""

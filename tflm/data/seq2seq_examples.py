@@ -17,6 +17,7 @@ from tflm.data import tfds_source
 from tflm.data.row_fields import BadRow
 from tflm.data.row_fields import BadRowPolicy
 from tflm.data.row_fields import as_text
+from tflm.data.row_fields import check_text_length
 from tflm.data.row_fields import field_value
 from tflm.errors import UserError
 
@@ -74,9 +75,10 @@ def read_seq2seq_examples(spec, source_field="source", target_field="target", da
             values = []
             for side, field in zip(("source", "target"), fields):
                 value = as_text(field_value(row, field, where[side], number))
+                column = "" if files else f" (column {field!r})"
                 if not value.strip():
-                    column = "" if files else f" (column {field!r})"
                     raise BadRow(f"empty {side}", f"{where[side]}:{number}: empty {side}{column}")
+                check_text_length(value, f"{where[side]}:{number}", f"the {side}{column}")
                 values.append(value)
         except BadRow as bad:
             policy.reject(bad)

@@ -35,11 +35,15 @@ def infer_format(path, data_format="auto"):
     return extension
 
 
-def _open_binary(path):
+def check_data_file(path):
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a data file")
+
+
+def _open_binary(path):
+    check_data_file(path)
     try:
         return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
     except OSError as e:
@@ -76,6 +80,7 @@ def read_rows(path, data_format="auto", header=True, encoding="utf-8"):
         "".encode(encoding)
     except LookupError:
         raise UserError(f"--encoding={encoding}: unknown encoding") from None
+    check_data_file(path)
     data_format = infer_format(path, data_format)
     lines = decoded_lines(path, encoding)
     if data_format == "jsonl":

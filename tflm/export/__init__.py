@@ -3,6 +3,7 @@
 from tflm.export.saved_model_versions import existing_versions
 from tflm.export.saved_model_versions import write_new_version
 from tflm.export.seq2seq_export import Seq2SeqServingModule
+from tflm.export.serving_module import EDGE_CASE_TEXTS
 from tflm.export.seq2seq_export import export_seq2seq
 from tflm.export.text_classifier_export import TextClassifierServingModule
 from tflm.export.text_classifier_export import export_text_classifier

@@ -25,13 +25,15 @@ def existing_versions(model_root):
     return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(model_root) if n.rstrip("/").isdigit())
 
 
-def write_new_version(export_root, name, write, verify=None):
-    """Writes the next free version of model `name` under `export_root`.
+def write_new_version(export_root, name, write, verify=None, version=0):
+    """Writes a new version of model `name` under `export_root`.
 
     Args:
       write: callable(path) that writes a SavedModel at `path`.
       verify: optional callable(path) run before the version is published;
         it raises to reject the export.
+      version: the version number to write; 0: the next free one. An
+        existing version is an error, never overwritten.
 
     Returns the published version folder.
     """
@@ -42,7 +44,13 @@ def write_new_version(export_root, name, write, verify=None):
         tf.io.gfile.makedirs(model_root)
     except (tf.errors.OpError, OSError) as e:
         raise UserError(f"--export_dir={export_root}: cannot create {model_root} ({e})") from None
-    version = (existing_versions(model_root) or [0])[-1] + 1
+    if version < 0:
+        raise UserError(f"--export_version={version}: must be >= 0 (0: the next free version)")
+    if version and tf.io.gfile.exists(os.path.join(model_root, str(version))):
+        raise UserError(f"--export_version={version}: {os.path.join(model_root, str(version))} already "
+                        "exists and is never overwritten (a server may be serving it); omit "
+                        "--export_version for the next free version")
+    version = version or (existing_versions(model_root) or [0])[-1] + 1
     staging = os.path.join(model_root, f".staging-{version}-{uuid.uuid4().hex[:8]}")
     final = os.path.join(model_root, str(version))
     try:

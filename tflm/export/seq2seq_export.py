@@ -10,6 +10,7 @@ import tensorflow as tf
 from tflm.export import saved_model_versions
 from tflm.export import verification
 from tflm.export.serving_module import ServingModule
+from tflm.export.serving_module import request_bytes
 from tflm.export.serving_module import save_with_metadata
 from tflm.export.serving_module import sanitize_text
 from tflm.export.serving_module import trim_to_longest_row
@@ -30,13 +31,12 @@ class Seq2SeqServingModule(ServingModule):
         return {"output_text": self.preprocessor.decode_targets(token_ids)}
 
 
-def export_seq2seq(model, preprocessor, decoding_config, export_root, name, sample_texts, metadata=None):
-    """Exports, checks in a fresh process (both loaders, same strings), publishes a new version."""
+def export_seq2seq(model, preprocessor, decoding_config, export_root, name, sample_texts, metadata=None,
+                   version=0):
+    """Exports, checks in a fresh process (both loaders, same strings), publishes a new version (0: next free)."""
     module = Seq2SeqServingModule(model, preprocessor, decoding_config)
     inputs = {"text": list(sample_texts)}
-    # Client bytes need not be valid UTF-8; samples carry such bytes as surrogate escapes.
-    raw = tf.constant([t.encode("utf-8", "surrogateescape") for t in sample_texts])
-    expected = {k: v.numpy() for k, v in module.serve(raw).items()}
+    expected = {k: v.numpy() for k, v in module.serve(request_bytes(sample_texts)).items()}
 
     def write(path):
         save_with_metadata(module, path, dict(metadata or {}, inputs=["text"], outputs=["output_text"]))
@@ -44,4 +44,4 @@ def export_seq2seq(model, preprocessor, decoding_config, export_root, name, samp
     def verify(path):
         verification.verify_export(path, "serving_default", inputs, expected)
 
-    return saved_model_versions.write_new_version(export_root, name, write, verify)
+    return saved_model_versions.write_new_version(export_root, name, write, verify, version)

@@ -34,6 +34,17 @@ def sanitize_text(text):
     return tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
 
 
+# Inputs every export is checked with besides real samples: an empty string,
+# a text far past the sequence length (truncated), and bytes that are not
+# valid UTF-8 (carried in Python strings as surrogate escapes).
+EDGE_CASE_TEXTS = ("", "x " * 2000, "caf\udce9 \udcff\udcfe ok")
+
+
+def request_bytes(texts):
+    """A string tensor of the bytes a client would send for `texts` (surrogate escapes become raw bytes)."""
+    return tf.constant([t.encode("utf-8", "surrogateescape") for t in texts])
+
+
 def trim_to_longest_row(features, mask_key, bucket_width=16):
     """Cuts every feature to the request's longest row (see `bucketed_length`); short requests run fast."""
     length = bucketed_length(features[mask_key], bucket_width)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tflm.export import saved_model_versions
 from tflm.export import verification
 from tflm.export.serving_module import ServingModule
+from tflm.export.serving_module import request_bytes
 from tflm.export.serving_module import save_with_metadata
 from tflm.export.serving_module import sanitize_text
 from tflm.export.serving_module import token_features
@@ -41,20 +42,21 @@ class TextClassifierServingModule(ServingModule):
 
 
 def export_text_classifier(model, preprocessor, label_names, export_root, name,
-                           sample_texts, sentence_pair=False, metadata=None):
+                           sample_texts, sentence_pair=False, metadata=None, version=0):
     """Exports, verifies in a fresh process, and publishes a new version.
 
     Args:
       sample_texts: a list of text columns (one, or two for pairs) used to
         check the export against the in-memory model.
       metadata: JSON-ready dict written to assets.extra/tflm_model.json.
+      version: version number to publish; 0: the next free one.
 
     Returns the version folder.
     """
     module = TextClassifierServingModule(model, preprocessor, label_names, sentence_pair)
     input_names = ["text", "text_b"][: len(sample_texts)]
     inputs = {n: list(column) for n, column in zip(input_names, sample_texts)}
-    expected = {k: v.numpy() for k, v in module.serve(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+    expected = {k: v.numpy() for k, v in module.serve(**{k: request_bytes(v) for k, v in inputs.items()}).items()}
 
     def write(path):
         save_with_metadata(module, path, dict(metadata or {}, labels=list(label_names), inputs=input_names))
@@ -62,4 +64,4 @@ def export_text_classifier(model, preprocessor, label_names, export_root, name,
     def verify(path):
         verification.verify_export(path, "serving_default", inputs, expected)
 
-    return saved_model_versions.write_new_version(export_root, name, write, verify)
+    return saved_model_versions.write_new_version(export_root, name, write, verify, version)

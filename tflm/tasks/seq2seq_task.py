@@ -8,13 +8,13 @@ offline default: the bundled MiniLM).
 """
 
 import dataclasses
-import json
 import os
 
 import keras
 import tensorflow as tf
 from absl import logging
 
+from tflm import run_files
 from tflm import backbones
 from tflm import data
 from tflm import export
@@ -187,16 +187,15 @@ class Seq2SeqTask:
     @staticmethod
     def write_eval_results(model_dir, report, examples, predictions):
         tf.io.gfile.makedirs(model_dir)
-        with tf.io.gfile.GFile(os.path.join(model_dir, EVAL_RESULTS_FILE), "w") as f:
-            json.dump(report, f, indent=1)
-        with tf.io.gfile.GFile(os.path.join(model_dir, PREDICTIONS_FILE), "w") as f:
-            for source, reference, prediction in zip(examples.sources, examples.targets, predictions):
-                f.write(json.dumps({"source": source, "reference": reference, "prediction": prediction},
-                                   ensure_ascii=False) + "\n")
+        run_files.write_json(os.path.join(model_dir, EVAL_RESULTS_FILE), report)
+        run_files.write_json_lines(os.path.join(model_dir, PREDICTIONS_FILE), (
+            {"source": source, "reference": reference, "prediction": prediction}
+            for source, reference, prediction in zip(examples.sources, examples.targets, predictions)))
 
     # -- export --------------------------------------------------------------
-    def export(self, model, preprocessor, export_root, name, sample_sources, metadata):
-        samples = list(sample_sources[:6]) + ["", "x " * 2000]
+    def export(self, model, preprocessor, export_root, name, sample_sources, metadata, version=0):
+        # Edge cases the signature must survive, checked on every export.
+        samples = list(sample_sources[:6]) + list(export.EDGE_CASE_TEXTS)
         return export.export_seq2seq(model, preprocessor, self.config.decoding, export_root, name, samples,
-                                     metadata)
+                                     metadata, version)
 

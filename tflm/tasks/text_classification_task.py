@@ -6,7 +6,6 @@ share everything but the head, the preprocessing and the metrics.
 """
 
 import dataclasses
-import json
 import os
 
 import keras
@@ -14,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tflm import run_files
 from tflm import backbones
 from tflm import data
 from tflm import export
@@ -141,23 +141,21 @@ class TextClassificationTask:
     def write_eval_results(model_dir, report, examples, probabilities, label_vocabulary):
         """Writes eval_results.json and one JSON line of prediction per example."""
         tf.io.gfile.makedirs(model_dir)
-        with tf.io.gfile.GFile(os.path.join(model_dir, EVAL_RESULTS_FILE), "w") as f:
-            json.dump(report, f, indent=1)
-        with tf.io.gfile.GFile(os.path.join(model_dir, PREDICTIONS_FILE), "w") as f:
-            for i, row in enumerate(probabilities):
-                f.write(json.dumps({
-                    "text": [column[i] for column in examples.texts],
-                    "label": examples.labels[i],
-                    "predicted": label_vocabulary.names[int(row.argmax())],
-                    "probabilities": [round(float(p), 6) for p in row],
-                }) + "\n")
+        run_files.write_json(os.path.join(model_dir, EVAL_RESULTS_FILE), report)
+        run_files.write_json_lines(os.path.join(model_dir, PREDICTIONS_FILE), ({
+            "text": [column[i] for column in examples.texts],
+            "label": examples.labels[i],
+            "predicted": label_vocabulary.names[int(row.argmax())],
+            "probabilities": [round(float(p), 6) for p in row],
+        } for i, row in enumerate(probabilities)))
 
     # -- export --------------------------------------------------------------
-    def export(self, model, preprocessor, label_vocabulary, export_root, name, sample_examples, metadata):
+    def export(self, model, preprocessor, label_vocabulary, export_root, name, sample_examples, metadata,
+               version=0):
         samples = [list(column[:8]) for column in sample_examples.texts]
         # Edge cases the signature must survive, checked on every export.
-        samples = [column + ["", "x " * 2000] for column in samples]
+        samples = [column + list(export.EDGE_CASE_TEXTS) for column in samples]
         return export.export_text_classifier(
             model, preprocessor, label_vocabulary.names, export_root, name, samples,
-            sentence_pair=self.config.sentence_pair, metadata=metadata,
+            sentence_pair=self.config.sentence_pair, metadata=metadata, version=version,
         )

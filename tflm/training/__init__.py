@@ -3,6 +3,7 @@
 from tflm.training.optimization import create_optimizer
 from tflm.training.runtime import RuntimeConfig
 from tflm.training.runtime import set_up_runtime
+from tflm.training.trainer import NAN_POLICIES
 from tflm.training.trainer import Trainer
 from tflm.training.trainer import TrainerConfig
 from tflm.training.trainer import restore_for_inference

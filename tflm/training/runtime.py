@@ -4,6 +4,8 @@ Modelled on Model Garden's `distribute_utils.get_distribution_strategy`.
 """
 
 import dataclasses
+import json
+import os
 
 import keras
 import tensorflow as tf
@@ -20,10 +22,48 @@ class RuntimeConfig:
     strategy: str = "default"
     num_gpus: int = 0
     tpu: str = ""
+    tpu_zone: str = ""
+    gcp_project: str = ""
     precision: str = "auto"
+    cpu_devices: int = 1  # >1 splits the host CPU into logical devices (replicas for `mirrored`).
+    seed: int = 42
+    deterministic: bool = False
 
 
-def get_distribution_strategy(strategy="default", num_gpus=0, tpu=""):
+def configure_cpu_devices(count):
+    """Splits the host CPU into `count` logical devices.
+
+    Lets `mirrored` run several replicas on a machine without accelerators,
+    e.g. to test multi-replica training on a laptop or in CI. TensorFlow only
+    allows this before it initialises its devices.
+    """
+    if count <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) != count:
+            raise UserError(f"--cpu_devices={count}: TensorFlow's devices were already initialised") from None
+
+
+def tpu_cluster_resolver(tpu, zone="", project=""):
+    """The TPUClusterResolver for --tpu / --tpu_zone / --gcp_project.
+
+    `tpu` is a TPU name, a grpc:// address, or "local" on a TPU VM.
+    """
+    if not tpu:
+        raise UserError("--strategy=tpu needs --tpu (a TPU name, grpc:// address, or 'local')")
+    if tpu == "local" and (zone or project):
+        raise UserError("--tpu=local: --tpu_zone and --gcp_project only apply to a named TPU")
+    try:
+        return tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu="" if tpu == "local" else tpu, zone=zone or None, project=project or None)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--tpu={tpu}: cannot resolve the TPU ({str(e).splitlines()[0]})") from None
+
+
+def get_distribution_strategy(strategy="default", num_gpus=0, tpu="", tpu_zone="", gcp_project=""):
     """Returns a tf.distribute.Strategy.
 
     Args:
@@ -31,17 +71,23 @@ def get_distribution_strategy(strategy="default", num_gpus=0, tpu=""):
         device); `mirrored` uses all local GPUs, or every logical CPU device
         when there is no GPU; `multi_worker_mirrored` reads TF_CONFIG.
       num_gpus: GPUs for `one_device` / `mirrored` (0: all visible GPUs).
-      tpu: TPU name or grpc address for `tpu` ("local" on a TPU VM).
+      tpu, tpu_zone, gcp_project: where the TPU is, for `tpu`.
     """
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy={strategy}: expected one of {STRATEGIES}")
     if num_gpus < 0:
         raise UserError(f"--num_gpus={num_gpus}: must be >= 0")
+    # Physical, not logical, devices: listing logical ones initialises
+    # TensorFlow, after which collectives can no longer be configured.
+    visible_gpus = len(tf.config.list_physical_devices("GPU"))
+    if num_gpus > visible_gpus:
+        raise UserError(f"--num_gpus={num_gpus}: only {visible_gpus} GPU(s) visible")
+    if strategy != "tpu" and (tpu or tpu_zone or gcp_project):
+        raise UserError(f"--tpu={tpu} needs --strategy=tpu" if tpu else
+                        "--tpu_zone / --gcp_project need --strategy=tpu")
+    if strategy == "multi_worker_mirrored":
+        return _multi_worker_mirrored()
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if num_gpus > len(gpus):
-        raise UserError(f"--num_gpus={num_gpus}: only {len(gpus)} GPU(s) visible")
-    if strategy != "tpu" and tpu:
-        raise UserError(f"--tpu={tpu} needs --strategy=tpu")
     if strategy == "default":
         return tf.distribute.get_strategy()
     if strategy == "one_device":
@@ -51,16 +97,69 @@ def get_distribution_strategy(strategy="default", num_gpus=0, tpu=""):
             d.name for d in tf.config.list_logical_devices("CPU")
         ]
         return tf.distribute.MirroredStrategy(devices)
-    if strategy == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if not tpu:
-        raise UserError("--strategy=tpu needs --tpu (a TPU name, address, or 'local')")
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu="" if tpu == "local" else tpu
-    )
+    resolver = tpu_cluster_resolver(tpu, tpu_zone, gcp_project)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _multi_worker_mirrored():
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"TF_CONFIG: not valid JSON ({e})") from None
+    if "cluster" in cluster and "task" not in cluster:
+        raise UserError("TF_CONFIG: has a cluster but no task (type and index of this worker)")
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as e:
+        # TensorFlow wants collectives configured before it runs any op.
+        raise UserError(f"--strategy=multi_worker_mirrored: {str(e).splitlines()[0]}") from None
+
+
+def is_chief(strategy):
+    """Whether this process writes shared outputs (exports, the run's files)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                     and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_model_dir(model_dir, strategy):
+    """The model dir this process writes: --model_dir on the chief, a subfolder on other workers.
+
+    Under multi_worker_mirrored every worker must save checkpoints (saving
+    is collective), and each restores its own on resume; giving non-chief
+    workers their own folder keeps them from overwriting the chief's files
+    and works with or without a shared file system.
+    """
+    if is_chief(strategy):
+        return model_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(model_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
+
+
+def distribute_dataset(strategy, dataset):
+    """`strategy.experimental_distribute_dataset` with an explicit sharding policy.
+
+    tflm datasets are built from in-memory examples, not files, so each
+    worker reads all of them and keeps its share of every global batch
+    (DATA sharding); the default AUTO tries FILE sharding first and warns.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def per_replica_batch_size(global_batch_size, strategy):
+    """Checks that the global batch splits evenly over the replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise UserError(f"--batch_size={global_batch_size}: must be a multiple of the "
+                        f"{replicas} replicas (each replica gets an equal share)")
+    return global_batch_size // replicas
 
 
 def _cpu_has_bf16():
@@ -93,15 +192,24 @@ def resolve_precision(precision, strategy):
 
 
 def set_up_runtime(config):
-    """Creates the strategy and sets Keras's global dtype policy.
+    """Creates the strategy, seeds everything and sets Keras's dtype policy.
 
-    Returns (strategy, precision name).
+    Call it first: device and collective settings must precede any other
+    TensorFlow work. Returns (strategy, precision name).
     """
-    strategy = get_distribution_strategy(config.strategy, config.num_gpus, config.tpu)
+    configure_cpu_devices(config.cpu_devices)
+    strategy = get_distribution_strategy(config.strategy, config.num_gpus, config.tpu, config.tpu_zone,
+                                         config.gcp_project)
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        # Same seed + deterministic kernels: two runs on one machine give
+        # identical weights and metrics (at some speed cost on GPU).
+        tf.config.experimental.enable_op_determinism()
     precision = resolve_precision(config.precision, strategy)
     keras.config.set_dtype_policy(precision)
     logging.info(
-        "Runtime: strategy=%s (%d replica(s)), precision=%s",
-        type(strategy).__name__, strategy.num_replicas_in_sync, precision,
+        "Runtime: strategy=%s (%s, %d replica(s)), precision=%s, seed=%d%s",
+        config.strategy, type(strategy).__name__, strategy.num_replicas_in_sync, precision, config.seed,
+        ", deterministic" if config.deterministic else "",
     )
     return strategy, precision

@@ -11,6 +11,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -18,9 +20,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tflm import run_files
+from tflm.errors import Preempted
+from tflm.errors import TrainingDiverged
 from tflm.errors import UserError
+from tflm.training import runtime
 
 BEST_METRICS_FILE = "best_metrics.json"
+NAN_POLICIES = ("stop", "rollback")
 TRAIN_STATS_FILE = "train_stats.json"
 
 
@@ -34,6 +41,8 @@ class TrainerConfig:
     best_metric: str = "accuracy"
     early_stopping_patience: int = 0  # Evaluations without improvement; 0: off.
     steps_per_loop: int = 1
+    on_nan: str = "stop"  # NaN/Inf loss: "stop", or "rollback" to the last checkpoint.
+    max_rollbacks: int = 3
 
     @property
     def eval_interval(self):
@@ -91,8 +100,43 @@ class Trainer:
             self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
             self._evals_since_best = tf.Variable(0, dtype=tf.int64, trainable=False)
             self._stopped_early = tf.Variable(False, trainable=False)
+            # Batches passed over by NaN rollbacks; the data position is
+            # step + skipped, so a resume lands where the run was.
+            self._skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Steps of this process's latest and best evaluations (None: none yet).
         self._last_eval_step = self._best_eval_step = None
+        # Dropout seed-generator states are model variables but not weights,
+        # so tracking the model alone misses them; without them a resumed
+        # run would draw different dropout masks.
+        weight_ids = {id(v) for v in model.weights}
+        random_states = [v.value for v in model.variables if id(v) not in weight_ids]
+        self._checkpoint = tf.train.Checkpoint(
+            model=model,
+            random_states=random_states,
+            optimizer=optimizer,
+            best_score=self._best_score,
+            evals_since_best=self._evals_since_best,
+            stopped_early=self._stopped_early,
+            skipped_batches=self._skipped_batches,
+        )
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, checkpoint_dir(model_dir), max_to_keep=config.keep_checkpoints
+        )
+        self._best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=model), best_dir(model_dir), max_to_keep=1
+        )
+        self._restored = False
+
+    def restore(self):
+        """Restores the latest checkpoint in the model dir, if any (once); returns the step.
+
+        `train` calls it; calling it first lets a pipeline fail on an
+        unreadable checkpoint before it writes anything.
+        """
+        if not self._restored:
+            self._restore_latest(self._checkpoint, self._manager)
+            self._restored = True
+        return int(self.optimizer.iterations.numpy())
 
     # -- the compiled step -------------------------------------------------
     def _make_train_loop(self):
@@ -110,18 +154,22 @@ class Trainer:
             return loss
 
         @tf.function
-        def train_loop(iterator, steps):
+        def train_loop(iterator, steps, stop_requested):
             total = tf.constant(0.0)
             for _ in tf.range(steps):
                 losses = strategy.run(step_fn, args=(next(iterator),))
                 total += strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-            return total / tf.cast(steps, tf.float32)
+            # A stop request (SIGTERM) on any worker stops every worker after
+            # the same step, so their checkpoints agree.
+            requests = strategy.run(lambda: tf.identity(stop_requested))
+            stop = strategy.reduce(tf.distribute.ReduceOp.SUM, requests, axis=None) > 0
+            return total / tf.cast(steps, tf.float32), stop
 
         return train_loop
 
     def _learning_rate(self):
         rate = self.optimizer.learning_rate
-        return float(rate(self.optimizer.iterations) if callable(rate) else rate)
+        return float(tf.convert_to_tensor(rate(self.optimizer.iterations) if callable(rate) else rate))
 
     # -- the loop ----------------------------------------------------------
     def train(self, train_dataset):
@@ -131,81 +179,97 @@ class Trainer:
         weights).
         """
         config = self.config
-        # Dropout seed-generator states are model variables but not weights,
-        # so tracking the model alone misses them; without them a resumed
-        # run would draw different dropout masks.
-        weight_ids = {id(v) for v in self.model.weights}
-        random_states = [v.value for v in self.model.variables if id(v) not in weight_ids]
-        checkpoint = tf.train.Checkpoint(
-            model=self.model,
-            random_states=random_states,
-            optimizer=self.optimizer,
-            best_score=self._best_score,
-            evals_since_best=self._evals_since_best,
-            stopped_early=self._stopped_early,
-        )
-        manager = tf.train.CheckpointManager(
-            checkpoint, checkpoint_dir(self.model_dir), max_to_keep=config.keep_checkpoints
-        )
-        best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=self.model), best_dir(self.model_dir), max_to_keep=1
-        )
-        self._restore_latest(checkpoint, manager)
+        self.restore()
+        checkpoint, manager, best_manager = self._checkpoint, self._manager, self._best_manager
         step = int(self.optimizer.iterations.numpy())
         if step >= config.train_steps or bool(self._stopped_early.numpy()):
             logging.info("Training already finished at step %d in %s", step, self.model_dir)
             return self._finish(best_manager)
-        # The input order is a function of the seed alone, so skipping the
-        # batches already consumed puts a resumed run exactly where it
-        # stopped. (Distributed iterators cannot be checkpointed.)
-        iterator = iter(self.strategy.experimental_distribute_dataset(train_dataset.skip(step)))
 
+        def data_from(step):
+            # The input order is a function of the seed alone, so skipping the
+            # batches already consumed puts a resumed run exactly where it
+            # stopped. (Distributed iterators cannot be checkpointed.)
+            position = step + int(self._skipped_batches.numpy())
+            return iter(runtime.distribute_dataset(self.strategy, train_dataset.skip(position)))
+
+        iterator = data_from(step)
         train_loop = self._make_train_loop()
         writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
         eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
         epochs = math.ceil(config.train_steps / config.steps_per_epoch)
         progbar = None
+        rollbacks = 0
         # Throughput counts time inside training calls only, skipping the
         # first one (it traces); eval and checkpoint time are left out.
         timed_steps, timed_seconds, start_step = 0, 0.0, step
-        while step < config.train_steps:
-            if progbar is None or step % config.steps_per_epoch == 0:
-                epoch = step // config.steps_per_epoch
-                epoch_start = epoch * config.steps_per_epoch
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-                progbar = keras.utils.Progbar(
-                    min(config.steps_per_epoch, config.train_steps - epoch_start),
-                    stateful_metrics=["loss", "lr"],
-                )
-                progbar.update(step - epoch_start)
-            steps = self._steps_to_next_event(step)
-            call_start = time.time()
-            loss = float(train_loop(iterator, tf.constant(steps)))
-            if step > start_step:
-                timed_steps, timed_seconds = timed_steps + steps, timed_seconds + time.time() - call_start
-            step += steps
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} at step {step}; last good checkpoint: "
-                    f"{manager.latest_checkpoint or 'none'}. Lower --learning_rate or use "
-                    "--precision=float32."
-                )
-            lr = self._learning_rate()
-            progbar.update(step - epoch_start, [("loss", loss), ("lr", lr)])
-            with writer.as_default(step=step):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("learning_rate", lr)
-            stop = False
-            if step % config.eval_interval == 0 or step == config.train_steps:
-                stop = self._evaluate_and_track(step, best_manager, eval_writer)
-            if stop or step == config.train_steps:
-                self._stopped_early.assign(stop)
-                manager.save(checkpoint_number=step)
-                break
-            if step % config.checkpoint_every_steps == 0:
-                manager.save(checkpoint_number=step)
+        with _StopRequests() as stop_requests:
+            while step < config.train_steps:
+                if progbar is None or step % config.steps_per_epoch == 0:
+                    epoch = step // config.steps_per_epoch
+                    epoch_start = epoch * config.steps_per_epoch
+                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                    progbar = keras.utils.Progbar(
+                        min(config.steps_per_epoch, config.train_steps - epoch_start),
+                        stateful_metrics=["loss", "lr"],
+                    )
+                    progbar.update(step - epoch_start)
+                steps = self._steps_to_next_event(step)
+                call_start = time.time()
+                loss, stop_requested = train_loop(iterator, tf.constant(steps),
+                                                  tf.constant(float(stop_requests.received)))
+                loss = float(loss)
+                if step > start_step:
+                    timed_steps, timed_seconds = timed_steps + steps, timed_seconds + time.time() - call_start
+                step += steps
+                if not math.isfinite(loss):
+                    rollbacks += 1
+                    step = self._roll_back(loss, step, checkpoint, manager, rollbacks)
+                    iterator, progbar = data_from(step), None
+                    continue
+                lr = self._learning_rate()
+                progbar.update(step - epoch_start, [("loss", loss), ("lr", lr)])
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", lr)
+                evaluated = stop = False
+                if step % config.eval_interval == 0 or step == config.train_steps:
+                    stop = self._evaluate_and_track(step, best_manager, eval_writer)
+                    evaluated = True
+                if stop or step == config.train_steps:
+                    self._stopped_early.assign(stop)
+                    manager.save(checkpoint_number=step)
+                    break
+                # A checkpoint after each evaluation keeps a rollback from
+                # going back before a saved best.
+                if evaluated or step % config.checkpoint_every_steps == 0 or bool(stop_requested):
+                    manager.save(checkpoint_number=step)
+                if bool(stop_requested):
+                    raise Preempted(
+                        f"stopped by {stop_requests.name or 'another worker'} at step {step}; saved "
+                        f"{manager.latest_checkpoint}; run the same command again to resume")
         self._write_train_stats(step - start_step, timed_steps, timed_seconds)
         return self._finish(best_manager)
+
+    def _roll_back(self, loss, step, checkpoint, manager, rollbacks):
+        """Handles a NaN/Inf loss per `config.on_nan`; returns the step to go on from."""
+        last_good = manager.latest_checkpoint
+        problem = f"training loss became {loss} at step {step}"
+        advice = "lower --learning_rate, keep --clip_norm on, or use --precision=float32"
+        if self.config.on_nan == "stop":
+            raise TrainingDiverged(f"{problem}; stopped (--on_nan=stop). Last good checkpoint: "
+                                   f"{last_good or 'none'}; {advice}")
+        if not last_good:
+            raise TrainingDiverged(f"{problem}; no checkpoint to roll back to; {advice}")
+        if rollbacks > self.config.max_rollbacks:
+            raise TrainingDiverged(f"{problem} again after {self.config.max_rollbacks} rollbacks; "
+                                   f"stopped. Last good checkpoint: {last_good}; {advice}")
+        checkpoint.restore(last_good).assert_existing_objects_matched()
+        good_step = int(self.optimizer.iterations.numpy())
+        self._skipped_batches.assign_add(step - good_step)
+        logging.warning("%s: rolled back to %s and skipping batches %d-%d (rollback %d of at most %d)",
+                        problem, last_good, good_step + 1, step, rollbacks, self.config.max_rollbacks)
+        return good_step
 
     @property
     def best_is_last_evaluation(self):
@@ -221,8 +285,7 @@ class Trainer:
         stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
                  "steps_per_second": timed_steps / seconds if timed_steps else None}
         logging.info("Trained %d steps; steady state %.2f steps/s", steps, stats["steps_per_second"] or 0)
-        with tf.io.gfile.GFile(os.path.join(self.model_dir, TRAIN_STATS_FILE), "w") as f:
-            json.dump(stats, f, indent=1)
+        run_files.write_json(os.path.join(self.model_dir, TRAIN_STATS_FILE), stats)
 
     def _steps_to_next_event(self, step):
         config = self.config
@@ -265,8 +328,8 @@ class Trainer:
             self._evals_since_best.assign(0)
             best_manager.save(checkpoint_number=step)
             self._best_eval_step = step
-            with tf.io.gfile.GFile(os.path.join(best_dir(self.model_dir), BEST_METRICS_FILE), "w") as f:
-                json.dump({"step": step, "metrics": metrics}, f, indent=1)
+            run_files.write_json(os.path.join(best_dir(self.model_dir), BEST_METRICS_FILE),
+                                 {"step": step, "metrics": metrics})
             print(f"\nstep {step}: {summary} (new best {self.config.best_metric})", flush=True)
         else:
             self._evals_since_best.assign_add(1)
@@ -287,3 +350,30 @@ class Trainer:
         logging.info("Restored best weights from step %d (%s=%s)", best["step"],
                      self.config.best_metric, best["metrics"].get(self.config.best_metric))
         return best["metrics"]
+
+
+class _StopRequests:
+    """Records SIGTERM (preemption notice) instead of dying, while training runs.
+
+    The loop saves a checkpoint at the next step boundary and stops. Signals
+    can only be handled on the main thread; elsewhere SIGTERM keeps its
+    default action and the periodic checkpoints are what survives.
+    """
+
+    def __init__(self):
+        self.received = False
+        self.name = None
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received, self.name = True, signal.Signals(signum).name
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)

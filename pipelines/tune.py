@@ -1,0 +1,196 @@
+"""Hyperparameter search over any task pipeline with keras-tuner.
+
+  tflm-tune --pipeline=classify --tuner=bayesian --max_trials=6 --objective=macro_f1 \
+      --learning_rate_range=1e-5,3e-4 --freeze_bottom_range=0,4 -- \
+      --train_data=train.tsv --eval_data=dev.tsv --max_seq_length=64
+
+Flags after `--` go to every trial's pipeline run (data, backbone, strategy,
+precision, --train_steps, export settings). Each trial is a pipeline run with
+its own --model_dir under --tune_dir; rerunning the same command resumes the
+search (an interrupted trial continues from its last checkpoint). At the end
+the results table is printed and written as results.csv / results.json, and
+the best trial is exported with the pipeline's --mode=export.
+"""
+
+import csv
+import json
+import os
+import time
+
+from absl import flags
+
+from pipelines.entry import run_pipeline
+from tflm import tuning
+from tflm.errors import UserError
+from tflm.tuning import pipeline_runs
+from tflm.tuning import search_space
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("pipeline", "classify", sorted(pipeline_runs.PIPELINES), "Task pipeline whose runs are the trials.")
+flags.DEFINE_enum("tuner", "random", tuning.TUNERS, "Search algorithm: keras-tuner RandomSearch, "
+                  "BayesianOptimization or Hyperband (Hyperband picks the epochs itself, up to the "
+                  "high end of --num_epochs_range).")
+flags.DEFINE_string("objective", None, "Validation metric to optimise; default: the pipeline's "
+                    "(accuracy; bleu for translate; rougeLsum for summarize).")
+flags.DEFINE_enum("direction", "auto", ["auto", "max", "min"], "Whether larger --objective is better; "
+                  "auto: min for loss/perplexity, else max.")
+flags.DEFINE_integer("max_trials", 10, "Trials to run (including failed ones).", lower_bound=1)
+flags.DEFINE_integer("executions_per_trial", 1, "Runs per trial (seeds --seed, --seed+1, ...); the "
+                     "objective is their mean.", lower_bound=1)
+flags.DEFINE_float("max_minutes", 0, "Time budget for this invocation; 0: none. A trial still running "
+                   "at the deadline saves a checkpoint and is resumed by the next invocation.", lower_bound=0)
+flags.DEFINE_string("tune_dir", os.path.join("runs", "tune"), "Search state, trials and results.")
+flags.DEFINE_integer("seed", 42, "Seed of the search and of the trials' runs.")
+for _name, (_flag, _kind) in search_space.PARAMETERS.items():
+    _suffix = "choices" if _kind == "choice" else "range"
+    _default = {"learning_rate": "1e-5,3e-4", "batch_size": "16,32", "num_epochs": "1,3",
+                "warmup_fraction": "0,0.2", "weight_decay": "0,0.1", "dropout": "0,0.3",
+                "freeze_bottom": ""}[_name]
+    flags.DEFINE_string(f"{_name}_{_suffix}", _default,
+                        f"Search {_flag} over " + ("these comma-separated values" if _kind == "choice" else
+                                                   f"LOW,HIGH ({'log scale' if _kind == 'log' else _kind})")
+                        + "; empty: keep the pipeline's value.")
+
+# Flags each trial sets itself.
+OWNED_FLAGS = ("model_dir", "mode", "seed")
+
+
+def search_space_from_flags():
+    dimensions = []
+    for name, (_, kind) in search_space.PARAMETERS.items():
+        flag_name = f"{name}_{'choices' if kind == 'choice' else 'range'}"
+        dimensions.append(search_space.parse_dimension(name, FLAGS[flag_name].value, flag_name))
+    return search_space.SearchSpace(dimensions, hyperband=FLAGS.tuner == "hyperband")
+
+
+def check_pipeline_flags(pipeline_flags, space):
+    for flag in pipeline_flags:
+        if not flag.startswith("--"):
+            raise UserError(f"{flag!r} after '--': pipeline options are --flags")
+        name = flag[2:].partition("=")[0]
+        if name in OWNED_FLAGS:
+            raise UserError(f"--{name} after '--': the tuner sets it for each trial (use --tune_dir / --seed)")
+        searched = [d for d in space.dimensions if d.flag == f"--{name}"]
+        if searched:
+            raise UserError(f"--{name} after '--' is also searched; empty its range flag to fix it instead")
+
+
+def check_same_search(settings):
+    """A resumed search must be the same search."""
+    path = os.path.join(FLAGS.tune_dir, "search.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        changed = sorted(k for k in settings if previous.get(k) != settings[k])
+        if changed:
+            raise UserError(f"--tune_dir={FLAGS.tune_dir} holds a search with other settings ({', '.join(changed)}); "
+                            "rerun it with the same flags to resume, or use a new --tune_dir")
+    os.makedirs(FLAGS.tune_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=1)
+
+
+def results_rows(tuner, space, objective):
+    rows = []
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id):
+        record = tuner.trial_record(trial)
+        values = trial.hyperparameters.values
+        row = {"trial": trial.trial_id, "status": trial.status}
+        for d in space.dimensions:
+            row[d.name] = values.get("tuner/epochs" if space.hyperband and d.name == "num_epochs" else d.name)
+        row[objective] = trial.score
+        row["seconds"] = None if record["seconds"] is None else round(record["seconds"], 1)
+        row["peak_memory_mb"] = None if record["peak_memory_mb"] is None else round(record["peak_memory_mb"])
+        message = record["message"]
+        if not message and trial.status != "COMPLETED" and trial.message:
+            message = trial.message.strip().splitlines()[-1]  # keras-tuner keeps a traceback.
+        row["message"] = message
+        rows.append(row)
+    return rows
+
+
+def write_results(rows):
+    with open(os.path.join(FLAGS.tune_dir, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    with open(os.path.join(FLAGS.tune_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_table(rows):
+    columns = list(rows[0])
+
+    def cell(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)[:60]
+
+    widths = [max(len(c), *(len(cell(r[c])) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(cell(r[c]).ljust(w) for c, w in zip(columns, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv):
+    pipeline_flags = argv[1:]
+    pipeline = FLAGS.pipeline
+    objective = pipeline_runs.objective_metric(pipeline, FLAGS.objective)
+    direction = FLAGS.direction
+    if direction == "auto":
+        direction = "min" if any(s in objective for s in ("loss", "perplexity")) else "max"
+    space = search_space_from_flags()
+    if FLAGS.tuner == "hyperband" and (space.max_epochs is None or len(space.dimensions) < 2):
+        raise UserError("--tuner=hyperband needs --num_epochs_range (its high end is Hyperband's max epochs) "
+                        "and at least one other range to search")
+    check_pipeline_flags(pipeline_flags, space)
+    check_same_search({"pipeline": pipeline, "tuner": FLAGS.tuner, "objective": objective, "direction": direction,
+                       "space": [[d.name, d.kind, list(d.values)] for d in space.dimensions],
+                       "pipeline_flags": pipeline_flags, "executions_per_trial": FLAGS.executions_per_trial,
+                       "seed": FLAGS.seed})
+
+    import keras_tuner
+
+    oracle = tuning.build_oracle(FLAGS.tuner, space, keras_tuner.Objective(objective, direction),
+                                 FLAGS.max_trials, FLAGS.seed)
+    deadline = time.time() + FLAGS.max_minutes * 60 if FLAGS.max_minutes else float("inf")
+    tuner = tuning.PipelineTuner(oracle, pipeline, pipeline_flags, FLAGS.tune_dir, FLAGS.max_trials, deadline,
+                                 FLAGS.executions_per_trial, FLAGS.seed)
+    stop_reason = "search complete"
+    try:
+        tuner.search()
+    except tuning.BudgetSpent as e:
+        stop_reason = str(e)
+    except RuntimeError as e:  # keras-tuner: too many consecutive failed trials.
+        stop_reason = str(e).splitlines()[0]
+    rows = results_rows(tuner, space, objective)
+    if not rows:
+        raise UserError(f"no trial ran ({stop_reason}); raise --max_minutes")
+    write_results(rows)
+    print(format_table(rows), flush=True)
+    print(f"Stopped: {stop_reason}. Results: {os.path.join(FLAGS.tune_dir, 'results.csv')}, "
+          f"TensorBoard HParams: {tuner.hparams_dir}", flush=True)
+    completed = [t for t in tuner.oracle.trials.values() if t.status == "COMPLETED" and t.score is not None]
+    if not completed:
+        raise UserError(f"no trial completed ({stop_reason}); see {os.path.join(FLAGS.tune_dir, 'results.csv')}")
+    best = (max if direction == "max" else min)(completed, key=lambda t: t.score)
+    print(f"Best trial {best.trial_id}: {objective}={best.score:.4f} "
+          f"{search_space.SearchSpace.trial_flags(best.hyperparameters.values)}", flush=True)
+    # The best trial's weights are in its model dir: export them as the pipeline would.
+    model_dir = os.path.join(tuner.get_trial_dir(best.trial_id), "run0")
+    result = pipeline_runs.run_pipeline(
+        pipeline, pipeline_flags + search_space.SearchSpace.trial_flags(best.hyperparameters.values)
+        + [f"--model_dir={model_dir}", "--mode=export"], os.path.join(FLAGS.tune_dir, "export.log"))
+    if not result.ok:
+        raise UserError(f"exporting the best trial failed: {result.message}")
+    with open(result.log_path) as f:
+        print(next(line for line in f if line.startswith("Exported and verified")).strip(), flush=True)
+
+
+def run():
+    run_pipeline(main, takes_arguments=True)
+
+
+if __name__ == "__main__":
+    run()

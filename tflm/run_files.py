@@ -1,0 +1,26 @@
+"""Writing the small files of a run (metrics, flags, predictions) so a crash never leaves half of one."""
+
+import json
+import os
+
+import tensorflow as tf
+
+
+def write_atomically(path, text):
+    """Writes `text` to `path` (any tf.io.gfile path) through a temporary file and a rename.
+
+    A process killed mid-write leaves the previous file whole, and the
+    rename replaces the old content outright on every file system.
+    """
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(text)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def write_json(path, value):
+    write_atomically(path, json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_json_lines(path, rows):
+    write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
