@@ -23,3 +23,15 @@ def latest_export(export_root, name):
     model_root = os.path.join(export_root, name)
     version = max(int(v) for v in os.listdir(model_root) if v.isdigit())
     return os.path.join(model_root, str(version))
+
+
+def convert_trec(source, target):
+    """TREC's `COARSE:fine text` lines -> a `question<TAB>label` TSV (coarse label, latin-1); returns the questions."""
+    questions = []
+    with open(source, encoding="latin-1") as f, open(target, "w", encoding="latin-1") as out:
+        out.write("question\tlabel\n")
+        for line in f:
+            label, text = line.rstrip("\n").split(" ", 1)
+            out.write(f"{text}\t{label.split(':')[0]}\n")
+            questions.append(text)
+    return questions

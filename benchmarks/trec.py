@@ -17,6 +17,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import classification_run  # noqa: E402
+from benchmarks.common import convert_trec  # noqa: E402
 
 flags.DEFINE_string("data_dir", os.path.join("..", "shared", "data", "trec"), "Folder with train_5500.label and TREC_10.label.")
 flags.DEFINE_string("work_dir", "/tmp/tflm_bench/trec", "Converted data, model dir and export root.")
@@ -26,25 +27,13 @@ flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 FLAGS = flags.FLAGS
 
 
-def convert(source, target):
-    """`COARSE:fine text` lines -> `question<TAB>label` TSV, kept in latin-1."""
-    questions = []
-    with open(source, encoding="latin-1") as f, open(target, "w", encoding="latin-1") as out:
-        out.write("question\tlabel\n")
-        for line in f:
-            label, text = line.rstrip("\n").split(" ", 1)
-            out.write(f"{text}\t{label.split(':')[0]}\n")
-            questions.append(text)
-    return questions
-
-
 def main(argv):
     del argv
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     train = os.path.join(FLAGS.work_dir, "train.tsv")
     test = os.path.join(FLAGS.work_dir, "test.tsv")
-    convert(os.path.join(FLAGS.data_dir, "train_5500.label"), train)
-    questions = convert(os.path.join(FLAGS.data_dir, "TREC_10.label"), test)
+    convert_trec(os.path.join(FLAGS.data_dir, "train_5500.label"), train)
+    questions = convert_trec(os.path.join(FLAGS.data_dir, "TREC_10.label"), test)
     model_dir = os.path.join(FLAGS.work_dir, "model")
     export_root = os.path.join(FLAGS.work_dir, "savedmodels")
     settings = [

@@ -76,13 +76,9 @@ def main(argv):
           f"{os.path.join(FLAGS.select_dir, 'metric_vs_latency.png')}", flush=True)
     if winner is None:
         raise UserError("no candidate passed: every one failed or broke a constraint (see the report)")
-    result = pipeline_runs.run_pipeline(
-        FLAGS.pipeline, pipeline_flags + [f"--backbone={winner.backbone}", f"--model_dir={winner.model_dir}",
-                                          "--mode=export"], os.path.join(FLAGS.select_dir, "export.log"))
-    if not result.ok:
-        raise UserError(f"exporting the winner failed: {result.message}")
-    with open(result.log_path) as f:
-        print(next(line for line in f if line.startswith("Exported and verified")).strip(), flush=True)
+    path = pipeline_runs.export_run(FLAGS.pipeline, pipeline_flags + [f"--backbone={winner.backbone}"],
+                                    winner.model_dir, os.path.join(FLAGS.select_dir, "export.log"))
+    print(f"Exported the winner: {path}", flush=True)
 
 
 def run():

@@ -42,25 +42,31 @@ flags.DEFINE_float("max_minutes", 0, "Time budget for this invocation; 0: none. 
                    "at the deadline saves a checkpoint and is resumed by the next invocation.", lower_bound=0)
 flags.DEFINE_string("tune_dir", os.path.join("runs", "tune"), "Search state, trials and results.")
 flags.DEFINE_integer("seed", 42, "Seed of the search and of the trials' runs.")
-for _name, (_flag, _kind) in search_space.PARAMETERS.items():
-    _suffix = "choices" if _kind == "choice" else "range"
-    _default = {"learning_rate": "1e-5,3e-4", "batch_size": "16,32", "num_epochs": "1,3",
-                "warmup_fraction": "0,0.2", "weight_decay": "0,0.1", "dropout": "0,0.3",
-                "freeze_bottom": ""}[_name]
-    flags.DEFINE_string(f"{_name}_{_suffix}", _default,
-                        f"Search {_flag} over " + ("these comma-separated values" if _kind == "choice" else
-                                                   f"LOW,HIGH ({'log scale' if _kind == 'log' else _kind})")
-                        + "; empty: keep the pipeline's value.")
+# Default search ranges; freezing is not searched unless asked (it depends on the backbone's depth).
+DEFAULT_RANGES = {"learning_rate": "1e-5,3e-4", "batch_size": "16,32", "num_epochs": "1,3",
+                  "warmup_fraction": "0,0.2", "weight_decay": "0,0.1", "dropout": "0,0.3", "freeze_bottom": ""}
+
+
+def range_flag_name(parameter):
+    return f"{parameter}_{'choices' if search_space.PARAMETERS[parameter][1] == 'choice' else 'range'}"
+
+
+def define_search_flags():
+    for parameter, (flag, kind) in search_space.PARAMETERS.items():
+        shape = "these comma-separated values" if kind == "choice" else f"LOW,HIGH ({'log' if kind == 'log' else kind})"
+        flags.DEFINE_string(range_flag_name(parameter), DEFAULT_RANGES[parameter],
+                            f"Search {flag} over {shape}; empty: keep the pipeline's value.")
+
+
+define_search_flags()
 
 # Flags each trial sets itself.
 OWNED_FLAGS = ("model_dir", "mode", "seed")
 
 
 def search_space_from_flags():
-    dimensions = []
-    for name, (_, kind) in search_space.PARAMETERS.items():
-        flag_name = f"{name}_{'choices' if kind == 'choice' else 'range'}"
-        dimensions.append(search_space.parse_dimension(name, FLAGS[flag_name].value, flag_name))
+    dimensions = [search_space.parse_dimension(p, FLAGS[range_flag_name(p)].value, range_flag_name(p))
+                  for p in search_space.PARAMETERS]
     return search_space.SearchSpace(dimensions, hyperband=FLAGS.tuner == "hyperband")
 
 
@@ -179,13 +185,10 @@ def main(argv):
           f"{search_space.SearchSpace.trial_flags(best.hyperparameters.values)}", flush=True)
     # The best trial's weights are in its model dir: export them as the pipeline would.
     model_dir = os.path.join(tuner.get_trial_dir(best.trial_id), "run0")
-    result = pipeline_runs.run_pipeline(
-        pipeline, pipeline_flags + search_space.SearchSpace.trial_flags(best.hyperparameters.values)
-        + [f"--model_dir={model_dir}", "--mode=export"], os.path.join(FLAGS.tune_dir, "export.log"))
-    if not result.ok:
-        raise UserError(f"exporting the best trial failed: {result.message}")
-    with open(result.log_path) as f:
-        print(next(line for line in f if line.startswith("Exported and verified")).strip(), flush=True)
+    path = pipeline_runs.export_run(
+        pipeline, pipeline_flags + search_space.SearchSpace.trial_flags(best.hyperparameters.values), model_dir,
+        os.path.join(FLAGS.tune_dir, "export.log"))
+    print(f"Exported the best trial: {path}", flush=True)
 
 
 def run():

@@ -60,6 +60,7 @@ def final_state(model_dir):
     return {n: reader.get_tensor(n) for n in names}
 
 
+@pytest.mark.slow  # Five pipeline processes; CI runs it (-m slow).
 def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(tiny_preset, tmp_path):
     reference, again, interrupted = (str(tmp_path / name) for name in ("reference", "again", "interrupted"))
     run_to_end(tiny_preset, reference)

@@ -52,6 +52,7 @@ def test_summarize_on_the_demo_dialogues(tiny_preset, tmp_path):
 
 
 @pytest.mark.large
+@pytest.mark.slow  # About 95 s; CI runs it with -m slow.
 def test_translate_demo_with_the_real_minilm(tmp_path):
     """The README's offline command, shortened: MiniLM2MiniLM learns the demo and exports."""
     result = run_module("pipelines.translate", f"--model_dir={tmp_path}/run", f"--export_dir={tmp_path}/exports",

@@ -115,6 +115,7 @@ MULTI_WORKER_RUNS = {
 }
 
 
+@pytest.mark.slow  # Two worker processes per pipeline; CI runs it (-m slow).
 @pytest.mark.parametrize("pipeline", sorted(MULTI_WORKER_RUNS))
 def test_multi_worker_mirrored_with_two_real_workers(pipeline, tiny_preset, tmp_path):
     """Two processes on 127.0.0.1 driven by TF_CONFIG train one model in lockstep."""

@@ -81,7 +81,9 @@ def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_pa
     result = run_module("pipelines.tune", f"--tune_dir={tmp_path}/tune", *NO_SEARCH, f"--tuner={tuner}",
                         "--max_trials=2", *space.split(), *extra, "--", f"--backbone={tiny_preset}", "--batch_size=16",
                         "--max_seq_length=32", "--precision=float32", f"--export_dir={tmp_path}/exports",
-                        *(["--train_steps=4"] if tuner == "bayesian" else []))
+                        # The Bayesian trials also run under a 2-replica strategy.
+                        *(["--train_steps=4", "--strategy=mirrored", "--cpu_devices=2"] if tuner == "bayesian"
+                          else []))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = results(tmp_path)
     assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"]
@@ -89,8 +91,11 @@ def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_pa
         assert {row["num_epochs"] for row in rows} <= {"1", "2"}  # Hyperband's own epochs per round.
     else:
         assert len({row["learning_rate"] for row in rows}) == 2 and rows[0]["macro_f1"]
+        log = (tmp_path / "tune" / "search" / "trial_0" / "pipeline.log").read_text()
+        assert "strategy=mirrored (MirroredStrategy, 2 replica(s))" in log
 
 
+@pytest.mark.slow  # A killed search and a resumed one; CI runs it (-m slow).
 def test_an_interrupted_search_resumes_the_interrupted_trial(tiny_preset, tmp_path):
     """SIGKILL mid-trial; the same command reruns that trial from its checkpoint, then goes on."""
     command = [sys.executable, "-m", "pipelines.tune", f"--tune_dir={tmp_path}/tune", *NO_SEARCH,

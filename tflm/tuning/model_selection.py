@@ -167,6 +167,7 @@ def plot(ranked, objective, path):
     axes.set_ylabel(objective)
     axes.set_title("Candidates: quality vs latency (gray: filtered)")
     axes.grid(alpha=0.3)
+    axes.margins(x=0.2, y=0.1)  # Room for the labels.
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)

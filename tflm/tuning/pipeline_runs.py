@@ -78,6 +78,16 @@ def run_pipeline(pipeline, flags, log_path, timeout=None):
                      _last_message(log_path), log_path)
 
 
+def export_run(pipeline, flags, model_dir, log_path):
+    """Exports the weights of the run in `model_dir` with the pipeline's --mode=export; returns the version folder."""
+    result = run_pipeline(pipeline, list(flags) + [f"--model_dir={model_dir}", "--mode=export"], log_path)
+    if not result.ok:
+        raise UserError(f"exporting {model_dir} failed: {result.message}")
+    with open(log_path) as f:
+        published = [line for line in f if line.startswith("Exported and verified ")]
+    return published[-1][len("Exported and verified "):].strip()
+
+
 def _last_message(log_path):
     with open(log_path, errors="replace") as f:
         lines = [line.strip() for line in f.read()[-20000:].splitlines() if line.strip()]
