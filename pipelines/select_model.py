@@ -41,23 +41,11 @@ LATENCY_TEXTS = ("a gripping, beautifully acted film", "what time does the museu
                  "Two dogs are playing in the snow.", "Anna: are we still on for lunch? Tom: yes, 12:30 works.")
 
 
-def flag_value(pipeline_flags, name, default):
-    for flag in pipeline_flags:
-        key, _, value = flag[2:].partition("=")
-        if key == name:
-            return value
-    return default
-
-
 def main(argv):
     pipeline_flags = argv[1:]
     objective = pipeline_runs.objective_metric(FLAGS.pipeline, FLAGS.objective)
-    for flag in pipeline_flags:
-        name = flag[2:].partition("=")[0]
-        if not flag.startswith("--") or name in ("backbone", "model_dir", "mode"):
-            raise UserError(f"{flag!r} after '--': give pipeline --flags other than --backbone, --model_dir "
-                            "and --mode (set per candidate)")
-    batch_size = int(flag_value(pipeline_flags, "batch_size", 32))
+    given = pipeline_runs.passed_flags(pipeline_flags, "model selection", ("backbone", "model_dir", "mode"))
+    batch_size = int(given.get("batch_size", 32))
     os.makedirs(FLAGS.select_dir, exist_ok=True)
     results = []
     for index, backbone in enumerate(FLAGS.candidates):

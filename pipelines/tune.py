@@ -71,15 +71,11 @@ def search_space_from_flags():
 
 
 def check_pipeline_flags(pipeline_flags, space):
-    for flag in pipeline_flags:
-        if not flag.startswith("--"):
-            raise UserError(f"{flag!r} after '--': pipeline options are --flags")
-        name = flag[2:].partition("=")[0]
-        if name in OWNED_FLAGS:
-            raise UserError(f"--{name} after '--': the tuner sets it for each trial (use --tune_dir / --seed)")
-        searched = [d for d in space.dimensions if d.flag == f"--{name}"]
-        if searched:
-            raise UserError(f"--{name} after '--' is also searched; empty its range flag to fix it instead")
+    given = pipeline_runs.passed_flags(pipeline_flags, "the tuner", OWNED_FLAGS,
+                                       " (use --tune_dir / --seed)")
+    for d in space.dimensions:
+        if d.flag[2:] in given:
+            raise UserError(f"{d.flag} after '--' is also searched; empty its range flag to fix it instead")
 
 
 def check_same_search(settings):

@@ -62,15 +62,19 @@ def minilm_dir():
     return str(gt.get_model_path())
 
 
-def run_module(module, *args, cwd=None, timeout=600, env=None):
-    """Runs `python -m module args` from the repo root; returns CompletedProcess.
+def child_env(**extra):
+    """The environment for a child process of a test: the repo importable, TF quiet, `extra` added.
 
-    `env` adds environment variables; an inherited TF_CONFIG is dropped so a
-    test never joins a cluster by accident.
+    An inherited TF_CONFIG is dropped so a test never joins a cluster by accident.
     """
     environment = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    environment.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=environment,
+    environment.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+    return environment
+
+
+def run_module(module, *args, cwd=None, timeout=600, env=None):
+    """Runs `python -m module args` from the repo root with `child_env(**env)`; returns CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, env=child_env(**(env or {})),
                           capture_output=True, text=True, timeout=timeout)
 
 

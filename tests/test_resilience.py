@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 from tests.conftest import tiny_classifier_trainer
 from tflm.errors import TrainingDiverged
 from tflm.export import existing_versions
@@ -25,10 +25,8 @@ def start_classify(tiny_preset, model_dir):
     flags = [f"--backbone={tiny_preset}", f"--model_dir={model_dir}", "--mode=train", "--deterministic",
              f"--train_steps={TOTAL_STEPS}", "--batch_size=16", "--max_seq_length=32", "--learning_rate=1e-3",
              "--precision=float32", "--checkpoint_every_steps=7", "--eval_every_steps=50"]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     log = open(f"{model_dir}.log", "a")
-    return subprocess.Popen([sys.executable, "-m", "pipelines.classify", *flags], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "pipelines.classify", *flags], cwd=ROOT, env=child_env(),
                             stdout=log, stderr=subprocess.STDOUT), log
 
 
@@ -170,7 +168,7 @@ def test_a_killed_export_leaves_no_version_a_server_would_load(tmp_path):
 
         write_new_version({str(tmp_path)!r}, "model", write)
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT),
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=child_env(),
                             capture_output=True, timeout=300)
     assert result.returncode == -signal.SIGKILL
     left = os.listdir(tmp_path / "model")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 from tflm import backbones, generation, training
 from tflm.data import demo
 from tflm.errors import UserError
@@ -125,9 +125,7 @@ def test_multi_worker_mirrored_with_two_real_workers(pipeline, tiny_preset, tmp_
              *MULTI_WORKER_RUNS[pipeline]]
     workers = []
     for index in range(2):
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        env.update(PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        env = child_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         log = open(tmp_path / f"worker{index}.log", "w")
         workers.append((subprocess.Popen([sys.executable, "-m", f"pipelines.{pipeline}", *flags], cwd=ROOT,
                                          env=env, stdout=log, stderr=subprocess.STDOUT), log))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, make_tiny_bert_preset, run_module
+from tests.conftest import ROOT, child_env, make_tiny_bert_preset, run_module
 from tflm.errors import UserError
 from tflm.tuning import model_selection
 from tflm.tuning.search_space import SearchSpace, parse_dimension
@@ -102,7 +102,7 @@ def test_an_interrupted_search_resumes_the_interrupted_trial(tiny_preset, tmp_pa
                "--tuner=random", "--max_trials=2", "--learning_rate_range=1e-4,1e-2", "--",
                f"--backbone={tiny_preset}", "--train_steps=400", "--checkpoint_every_steps=5",
                "--batch_size=16", "--max_seq_length=32", "--precision=float32", f"--export_dir={tmp_path}/exports"]
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env = child_env()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     checkpoints = tmp_path / "tune" / "search" / "trial_0" / "run0" / "checkpoints"

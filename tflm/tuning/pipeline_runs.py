@@ -17,10 +17,10 @@ from tflm.metrics.generation_metrics import GENERATION_METRICS
 
 PIPELINES = {"classify": "pipelines.classify", "translate": "pipelines.translate",
              "summarize": "pipelines.summarize"}
-# Metrics each pipeline writes to eval_results.json that a search or selection can rank by; first: the default.
+# Metrics each pipeline writes to eval_results.json that a search or selection can rank by.
 METRICS = {"classify": ("accuracy", "macro_f1", "macro_precision", "macro_recall"),
-           "translate": GENERATION_METRICS, "summarize": ("rougeLsum",) + tuple(
-               m for m in GENERATION_METRICS if m != "rougeLsum")}
+           "translate": GENERATION_METRICS, "summarize": GENERATION_METRICS}
+DEFAULT_METRIC = {"classify": "accuracy", "translate": "bleu", "summarize": "rougeLsum"}
 # How long a run may take to checkpoint and exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 120
 
@@ -42,10 +42,23 @@ class RunResult:
 def objective_metric(pipeline, objective):
     """The metric to rank `pipeline` runs by: `objective`, or the pipeline's default when empty."""
     if not objective:
-        return METRICS[pipeline][0]
+        return DEFAULT_METRIC[pipeline]
     if objective not in METRICS[pipeline]:
         raise UserError(f"--objective={objective}: the {pipeline} pipeline reports {', '.join(METRICS[pipeline])}")
     return objective
+
+
+def passed_flags(pipeline_flags, owner, owned, hint=""):
+    """{name: value} of the --flags given after `--` for every run; `owned` names are set by `owner` itself."""
+    values = {}
+    for flag in pipeline_flags:
+        if not flag.startswith("--"):
+            raise UserError(f"{flag!r} after '--': pipeline options are --flags")
+        name, _, value = flag[2:].partition("=")
+        if name in owned:
+            raise UserError(f"--{name} after '--': {owner} sets it for each run{hint}")
+        values[name] = value
+    return values
 
 
 def run_pipeline(pipeline, flags, log_path, timeout=None):
