@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 from tflm import backbones
+from tflm.data import tfds_source
 from tflm.errors import UserError
 from tflm.export import saved_model_versions
 from tflm import run_files
@@ -134,6 +135,26 @@ def define_training_flags(pipeline, best_metric):
                       "the batches since (at most 3 times).")
     flags.DEFINE_integer("steps_per_loop", 1, "Steps per compiled call (larger: less Python "
                          "overhead, coarser progress).", lower_bound=1)
+
+
+def define_data_flags(formats, bad_rows):
+    """Flags for reading data files and TFDS splits, shared by every pipeline.
+
+    The pipeline defines --train_data / --eval_data itself (their forms
+    differ); `formats` are the --data_format values besides auto, and
+    `bad_rows` says what makes a row bad.
+    """
+    flags.DEFINE_enum("data_format", "auto", ["auto", *formats], "File format; auto: from the extension.")
+    flags.DEFINE_boolean("header", True, "csv/tsv files start with a header line.")
+    flags.DEFINE_string("encoding", "utf-8", "Text encoding of data files (e.g. latin-1).")
+    flags.DEFINE_boolean("skip_bad_rows", False, f"Skip rows with {bad_rows} (and report how many) instead of "
+                         "failing.")
+    flags.DEFINE_string("train_split", "train", "TFDS split for training.")
+    flags.DEFINE_string("eval_split", "validation", "TFDS split for evaluation.")
+    flags.register_multi_flags_validator(
+        ["train_data", "eval_data"],
+        lambda f: not f["train_data"] or f["eval_data"] or tfds_source.is_tfds(f["train_data"]),
+        message="--eval_data is required with --train_data files")
 
 
 def data_sources(demo_train, demo_eval):

@@ -1,4 +1,4 @@
-"""What translate.py and summarize.py share: flags and the train -> eval -> export run.
+"""What translate.py, summarize.py and generate_text.py share: flags and the train -> eval -> export run.
 
 Each pipeline calls `define_flags` with its own defaults (demo data, fields,
 lengths, target vocabulary, best metric, export name) and then runs `main`.
@@ -17,7 +17,6 @@ from tflm import backbones
 from tflm import generation
 from tflm import metrics
 from tflm import training
-from tflm.data import tfds_source
 from tflm.tasks import Seq2SeqConfig
 from tflm.tasks import Seq2SeqTask
 from tflm.tasks.seq2seq_task import TARGET_VOCABULARIES
@@ -40,6 +39,7 @@ class PipelineDefaults:
     export_name: str
     learning_rate: float
     num_epochs: int
+    backbone: str = backbones.BUNDLED_MINILM
 
 
 # Flags that define the model in --model_dir; changing them needs a new dir.
@@ -54,14 +54,7 @@ def define_flags(defaults):
                         "set's --eval_split; with the demo: its dev set.")
     flags.DEFINE_string("source_field", defaults.source_field, "Source column / feature (csv, tsv, jsonl, tfds).")
     flags.DEFINE_string("target_field", defaults.target_field, "Target column / feature (csv, tsv, jsonl, tfds).")
-    flags.DEFINE_enum("data_format", "auto", ["auto", "csv", "tsv", "jsonl"], "Table format; auto: from the "
-                      "extension.")
-    flags.DEFINE_boolean("header", True, "csv/tsv files start with a header line.")
-    flags.DEFINE_string("encoding", "utf-8", "Text encoding of data files.")
-    flags.DEFINE_boolean("skip_bad_rows", False, "Skip rows with a missing column or an empty source/target "
-                         "(and report how many) instead of failing.")
-    flags.DEFINE_string("train_split", "train", "TFDS split for training.")
-    flags.DEFINE_string("eval_split", "validation", "TFDS split for evaluation.")
+    common_flags.define_data_flags(["csv", "tsv", "jsonl"], "a missing column or an empty source/target")
     flags.DEFINE_integer("max_source_length", defaults.max_source_length, "Source tokens, special tokens "
                          "included; longer sources are truncated (and counted).", lower_bound=4)
     flags.DEFINE_integer("max_target_length", defaults.max_target_length, "Target tokens for training and "
@@ -90,14 +83,11 @@ def define_flags(defaults):
     common_flags.define_export_flags(defaults.export_name)
     FLAGS.set_default("learning_rate", defaults.learning_rate)
     FLAGS.set_default("num_epochs", defaults.num_epochs)
+    FLAGS.set_default("backbone", defaults.backbone)
     flags.register_validator("best_metric", lambda v: v in metrics.GENERATION_METRICS,
                              message=f"--best_metric: one of {', '.join(metrics.GENERATION_METRICS)}")
     flags.register_validator("freeze_decoder", common_flags.valid_freeze_spec("--freeze_decoder"),
                              message="--freeze_decoder: bad spec")
-    flags.register_multi_flags_validator(
-        ["train_data", "eval_data"],
-        lambda f: not f["train_data"] or f["eval_data"] or tfds_source.is_tfds(f["train_data"]),
-        message="--eval_data is required with --train_data files")
     return defaults
 
 
@@ -128,10 +118,10 @@ def main(defaults):
     with strategy.scope():
         model, preprocessor = task.build_model(
             precision, model_dir, train_examples.targets if train_examples else None)
-    eval_inputs = task.build_inputs(eval_examples, preprocessor)
 
     def evaluate():
-        return task.evaluate(model, preprocessor, eval_inputs, eval_examples.targets, FLAGS.eval_batch_size)
+        return task.evaluate(model, preprocessor, eval_examples.sources, eval_examples.targets,
+                             FLAGS.eval_batch_size)
 
     final_evaluation = None
     if training_run:

@@ -4,10 +4,13 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Generated presets (tiny_random_gpt2) go to a per-session folder, never the user's cache.
+os.environ.setdefault("TFLM_CACHE_DIR", tempfile.mkdtemp(prefix="tflm-test-cache-"))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

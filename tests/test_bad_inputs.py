@@ -25,6 +25,14 @@ def classify_flags(w):
             "--train_steps=4", "--batch_size=16", "--max_seq_length=32", "--precision=float32"]
 
 
+def pretrain_flags(w):
+    return [f"--backbone={w['tiny']}", f"--model_dir={w['fresh']}", "--train_steps=2", "--batch_size=8",
+            "--max_seq_length=32", "--precision=float32"]
+
+
+BASE_FLAGS = {"classify": classify_flags, "pretrain": pretrain_flags}
+
+
 def seq2seq_flags(w):
     return [f"--backbone={w['tiny']}", f"--model_dir={w['fresh']}", f"--export_dir={w['exports']}",
             "--train_steps=2", "--batch_size=8", "--precision=float32", "--decoding=greedy"]
@@ -125,6 +133,37 @@ CASES = [
      "backbone path {root}/notes.txt: is not a directory", None),
     ("unknown_preset_name", "classify", lambda w: ["--backbone=bert_tiny_nonexistent", f"--model_dir={w['fresh']}"],
      "--backbone=bert_tiny_nonexistent: not a known KerasHub preset", None),
+    # Sample selection and augmentation.
+    ("select_budget_over_the_data", "classify", lambda w: ["--select=random", "--select_budget=1000",
+                                                           f"--model_dir={w['fresh']}"],
+     "--select_budget=1000 is larger than the 320 training examples", None),
+    ("select_without_budget", "classify", lambda w: ["--select=diversity"],
+     "--select=diversity needs exactly one of --select_budget or --select_per_class", None),
+    ("budget_without_select", "classify", lambda w: ["--select_budget=10"],
+     "--select_budget and --select_per_class need --select", None),
+    ("select_method_of_another_strategy", "classify", lambda w: ["--select=diversity", "--select_budget=10",
+                                                                 "--select_method=el2n"],
+     "--select_method=el2n: for --select=diversity use k_center, kmeans_pp", None),
+    ("select_on_multi_worker", "classify", lambda w: ["--select=random", "--select_budget=10",
+                                                      "--strategy=multi_worker_mirrored"],
+     "--select with --strategy=multi_worker_mirrored: run the selection in a single-worker run first", None),
+    ("unknown_augment_operation", "classify", lambda w: ["--augment=delete,shuffle"],
+     "--augment: use delete, swap, insert", None),
+    ("back_translate_one_export", "classify", lambda w: ["--back_translate=/only/one"],
+     "--back_translate: give two comma-separated paths", None),
+    ("back_translate_missing_export", "classify", lambda w: [f"--back_translate={w['root']}/a,{w['root']}/b",
+                                                             f"--model_dir={w['fresh']}"],
+     "--back_translate: {root}/a: no such directory", None),
+    # Continued pretraining and text generation.
+    ("empty_corpus", "pretrain", lambda w: data(f"{w['root']}/blank.txt"), "{root}/blank.txt: empty corpus", None),
+    ("objective_the_backbone_lacks", "pretrain", lambda w: ["--objective=causal_lm"],
+     "--objective=causal_lm: backbone {tiny} supports mlm", None),
+    ("mask_rate_out_of_range", "pretrain", lambda w: ["--mask_rate=0.95"], "--mask_rate", None),
+    ("metric_of_a_classifier_for_pretraining", "pretrain", lambda w: ["--best_metric=macro_f1"],
+     "--best_metric: one of perplexity, loss, accuracy", None),
+    ("decoder_freeze_on_a_decoder_only_model", "generate_text",
+     lambda w: ["--backbone=tiny_random_gpt2", "--freeze_decoder=bottom:1"],
+     "--freeze_decoder: --backbone=tiny_random_gpt2 is decoder-only (one stack); use --freeze", None),
 ]
 
 
@@ -146,6 +185,7 @@ def write_files(root):
     text("t.de", "eins\nzwei\n")
     text("gap.en", "one\ntwo\n")
     text("gap.de", "eins\n\n")
+    text("blank.txt", "\n  \n")
     text("broken.jsonl", '{"dialogue": "a: hi", "summary": "hi"}\n{"dialogue": \n')
     os.makedirs(os.path.join(root, "junk_model"))
     text("junk_model/weights.bin", "junk")
@@ -186,7 +226,7 @@ def workspace(tiny_preset, tmp_path_factory):
 
 def test_the_matrix_has_at_least_30_cases_over_every_pipeline_and_is_documented():
     assert len(CASES) >= 30 and len({c[0] for c in CASES}) == len(CASES)
-    assert {c[1] for c in CASES} == {"classify", "translate", "summarize"}
+    assert {c[1] for c in CASES} == {"classify", "translate", "summarize", "pretrain", "generate_text"}
     documented = open(os.path.join(ROOT, "docs", "resilience.md"), encoding="utf-8").read()
     assert [c[0] for c in CASES if f"| `{c[0]}` |" not in documented] == []
 
@@ -196,7 +236,7 @@ def test_bad_input(workspace, tmp_path, name, pipeline, extra, message, env):
     w = dict(workspace, fresh=str(tmp_path / "fresh"))  # A new, empty run folder per case.
     protected = (w["run"], w["exports"], w["corrupt"])
     before = snapshot(*protected)
-    base = classify_flags(w) if pipeline == "classify" else seq2seq_flags(w)
+    base = BASE_FLAGS.get(pipeline, seq2seq_flags)(w)
     result = run_module(f"pipelines.{pipeline}", *base, *extra(w), env=env)
     stderr = result.stderr
     assert result.returncode != 0, stderr[-2000:]

@@ -251,8 +251,7 @@ def test_generation_is_batch_invariant_and_pads_after_the_end(tiny_seq2seq):
 def test_evaluate_decodes_and_scores_every_example(tiny_seq2seq, tmp_path):
     task, model, preprocessor = tiny_seq2seq
     examples = _examples()
-    report, predictions = task.evaluate(model, preprocessor, task.build_inputs(examples, preprocessor),
-                                        examples.targets, batch_size=4)
+    report, predictions = task.evaluate(model, preprocessor, examples.sources, examples.targets, batch_size=4)
     assert len(predictions) == len(SOURCES) and report["num_examples"] == len(SOURCES)
     assert set(report) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum"}
     task.write_eval_results(str(tmp_path), report, examples, predictions)
@@ -300,7 +299,7 @@ def test_keras_hub_seq2seq_preset_route(tmp_path):
     features, targets = next(iter(inputs.training(4, seed=0)))
     loss = tf.reduce_mean(task.loss(targets, model(features)))
     assert np.isfinite(loss.numpy())
-    report, predictions = task.evaluate(model, preprocessor, inputs, examples.targets, batch_size=4)
+    report, predictions = task.evaluate(model, preprocessor, examples.sources, examples.targets, batch_size=4)
     assert len(predictions) == 4 and "bleu" in report
     with pytest.raises(UserError, match="--target_vocabulary and --decoder_layers apply to encoder backbones"):
         _task(preset, target_vocabulary="sentencepiece").build_model("float32", str(tmp_path / "run2"))

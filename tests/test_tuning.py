@@ -74,7 +74,8 @@ def test_random_search_records_a_failing_trial_goes_on_and_exports_the_best(tiny
 
 @pytest.mark.parametrize("tuner, space", [
     ("bayesian", "--learning_rate_range=1e-4,1e-2"),
-    ("hyperband", "--num_epochs_range=1,2 --dropout_range=0,0.3"),
+    # Hyperband's promotion path is the longer run; CI runs it (-m slow).
+    pytest.param("hyperband", "--num_epochs_range=1,2 --dropout_range=0,0.3", marks=pytest.mark.slow),
 ])
 def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_path):
     extra = ["--objective=macro_f1"] if tuner == "bayesian" else []
@@ -140,6 +141,7 @@ def bigger_preset(tmp_path_factory):
     return make_tiny_bert_preset(str(tmp_path_factory.mktemp("bigger_bert")), num_layers=2, hidden_dim=64, seed=1)
 
 
+@pytest.mark.slow  # Three candidates trained and exported; CI runs it (-m slow).
 def test_model_selection_ranks_filters_by_constraint_and_exports_the_winner(tiny_preset, bigger_preset, tmp_path):
     result = run_module("pipelines.select_model", f"--candidates={bigger_preset},{tiny_preset},/no/such/model",
                         "--max_params=50000", f"--select_dir={tmp_path}/select", "--", "--train_steps=6",

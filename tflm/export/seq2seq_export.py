@@ -1,8 +1,10 @@
-"""String-to-string SavedModel for translation and summarization.
+"""String-to-string SavedModel for translation, summarization and text generation.
 
 Signature `serving_default`: input `text`, a batch of raw tf.string; output
 `output_text`, the generated strings. Tokenizer, the whole decode loop (greedy
-or beam search with caches) and detokenization run inside the graph.
+or beam search with caches) and detokenization run inside the graph. The
+same export serves encoder-decoder and decoder-only (causal LM) models: the
+preprocessor of each route knows how to generate.
 """
 
 import tensorflow as tf
@@ -13,8 +15,8 @@ from tflm.export.serving_module import ServingModule
 from tflm.export.serving_module import request_bytes
 from tflm.export.serving_module import save_with_metadata
 from tflm.export.serving_module import sanitize_text
-from tflm.export.serving_module import trim_to_longest_row
-from tflm.generation import decoding
+from tflm.generation.text_generation import generate_text
+
 
 class Seq2SeqServingModule(ServingModule):
     def __init__(self, model, preprocessor, decoding_config):
@@ -23,12 +25,9 @@ class Seq2SeqServingModule(ServingModule):
         self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
 
     def _serve(self, text):
-        features = trim_to_longest_row(self.preprocessor.encode_sources(sanitize_text(text)),
-                                       "encoder_padding_mask")
-        token_ids = decoding.generate(self._model, features["encoder_token_ids"],
-                                      features["encoder_padding_mask"], self.preprocessor.special_tokens,
-                                      self.decoding_config)
-        return {"output_text": self.preprocessor.decode_targets(token_ids)}
+        return {"output_text": generate_text(self._model, self.preprocessor, self.decoding_config,
+                                             sanitize_text(text))}
+
 
 
 def export_seq2seq(model, preprocessor, decoding_config, export_root, name, sample_texts, metadata=None,

@@ -12,7 +12,7 @@ import os
 
 import tensorflow as tf
 
-from tflm.data.tokenized_dataset import bucketed_length
+from tflm.data.tokenized_dataset import trim_to_longest_row
 
 METADATA_FILE = "tflm_model.json"
 
@@ -43,12 +43,6 @@ EDGE_CASE_TEXTS = ("", "x " * 2000, "caf\udce9 \udcff\udcfe ok")
 def request_bytes(texts):
     """A string tensor of the bytes a client would send for `texts` (surrogate escapes become raw bytes)."""
     return tf.constant([t.encode("utf-8", "surrogateescape") for t in texts])
-
-
-def trim_to_longest_row(features, mask_key, bucket_width=16):
-    """Cuts every feature to the request's longest row (see `bucketed_length`); short requests run fast."""
-    length = bucketed_length(features[mask_key], bucket_width)
-    return {k: v[:, :length] for k, v in features.items()}
 
 
 def token_features(preprocessor, inputs):

@@ -11,6 +11,7 @@ import types
 
 from tflm.backbones import backbone_loader
 from tflm.errors import UserError
+from tflm.heads import keras_hub_tasks
 from tflm.generation.decoding import SpecialTokens
 from tflm.heads.seq2seq_preprocessor import Seq2SeqPreprocessor
 
@@ -18,22 +19,8 @@ from tflm.heads.seq2seq_preprocessor import Seq2SeqPreprocessor
 def seq2seq_lm_class(preset):
     """The KerasHub Seq2SeqLM subclass for `preset`'s backbone, or None (encoder-only backbones)."""
     import keras_hub
-    from keras_hub.src.utils.preset_utils import get_preset_loader
 
-    try:
-        backbone_cls = get_preset_loader(preset).check_backbone_class()
-    except Exception as e:  # KerasHub raises many types; keep it one line.
-        raise UserError(f"backbone {preset}: cannot read its config ({str(e).splitlines()[0]})") from None
-    for cls in _subclasses(keras_hub.models.Seq2SeqLM):
-        if getattr(cls, "backbone_cls", None) is backbone_cls:
-            return cls
-    return None
-
-
-def _subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from _subclasses(sub)
+    return keras_hub_tasks.task_class(keras_hub_tasks.backbone_class(preset), keras_hub.models.Seq2SeqLM)
 
 
 def _values(value):

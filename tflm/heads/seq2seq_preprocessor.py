@@ -10,11 +10,26 @@ and TF ops, so it runs in tf.data and inside exported signatures.
 import keras
 import tensorflow as tf
 
+from tflm.data.tokenized_dataset import SequenceGroup
+from tflm.data.tokenized_dataset import trim_to_longest_row
+from tflm.generation import decoding
 from tflm.generation.decoding import SpecialTokens
 
 
 class Seq2SeqPreprocessor(keras.layers.Layer):
-    """Packs `[source_start] source [source_end]` and `target_start target target_end`."""
+    """Packs `[source_start] source [source_end]` and `target_start target target_end`.
+
+    The interface every seq2seq route's preprocessor offers (see also
+    `PromptCompletionPreprocessor`): `source_tokenizer` / `target_tokenizer`,
+    `pack_pairs` and `sequence_groups` for training, `encode_prompts`,
+    `generate` and `decode_targets` for generation.
+    """
+
+    sequence_groups = (
+        SequenceGroup("encoder_padding_mask", ("encoder_token_ids", "encoder_padding_mask")),
+        SequenceGroup("decoder_padding_mask", ("decoder_token_ids", "decoder_padding_mask"),
+                      ("labels", "label_weights")),
+    )
 
     def __init__(self, source_tokenizer, target_tokenizer, source_special, target_special,
                  max_source_length, max_target_length, **kwargs):
@@ -57,6 +72,15 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
         """{"encoder_token_ids", "encoder_padding_mask"} (int32) for a batch of strings."""
         return self._pack_sources(self.source_tokenizer(texts))
 
+    def encode_prompts(self, texts):
+        """Encoder features for generation, cut to the batch's longest source."""
+        return trim_to_longest_row(self.encode_sources(texts), "encoder_padding_mask")
+
+    def generate(self, model, features, config):
+        """Generated target ids [B, max_length] for `encode_prompts` features (greedy or beam search)."""
+        return decoding.generate(model, features["encoder_token_ids"], features["encoder_padding_mask"],
+                                 self.special_tokens, config)
+
     def _pack_sources(self, tokens):
         token_ids, mask = self.source_packer(tokens)
         return {"encoder_token_ids": tf.cast(token_ids, tf.int32), "encoder_padding_mask": tf.cast(mask, tf.int32)}
@@ -75,16 +99,17 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
         return features, packed[:, 1:], mask[:, 1:] * learned[None, :]
 
     def decode_targets(self, token_ids):
-        """Generated ids [B, T] (prompt excluded) to strings, cut at the end token."""
-        token_ids = tf.cast(token_ids, tf.int32)
-        special = self.target_special
-        before_end = tf.cumsum(tf.cast(token_ids == special.end_id, tf.int32), axis=1) == 0
-        keep = before_end & (token_ids != special.pad_id)
-        for start_id in special.start_ids:
-            keep &= token_ids != start_id
-        ragged = tf.ragged.boolean_mask(token_ids, keep)
-        text = self.target_tokenizer.detokenize(ragged)
-        return tf.strings.strip(text)
+        return decode_token_ids(self.target_tokenizer, self.target_special, token_ids)
+
+
+def decode_token_ids(tokenizer, special, token_ids):
+    """Generated ids [B, T] (prompt excluded) to strings, cut at the end token."""
+    token_ids = tf.cast(token_ids, tf.int32)
+    before_end = tf.cumsum(tf.cast(token_ids == special.end_id, tf.int32), axis=1) == 0
+    keep = before_end & (token_ids != special.pad_id)
+    for start_id in special.start_ids:
+        keep &= token_ids != start_id
+    return tf.strings.strip(tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, keep)))
 
 
 def bert_special_tokens(tokenizer):

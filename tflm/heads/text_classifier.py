@@ -2,6 +2,7 @@
 
 import keras
 
+from tflm.backbones.freeze_spec import freeze_unused_pooler
 from tflm.errors import UserError
 from tflm.heads.masked_mean_pooling import MaskedMeanPooling
 
@@ -37,11 +38,7 @@ def build_text_classifier(backbone, num_classes, dropout=0.1, pooling="mean"):
             )
         features = outputs["pooled_output"]
     else:
-        # The backbone's pooler does not feed this head: keep it out of the
-        # optimizer and out of the trainable-parameter count.
-        for layer in backbone.layers:
-            if layer.name == "pooled_dense":
-                layer.trainable = False
+        freeze_unused_pooler(backbone)
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
         if pooling == "cls":
             features = sequence[:, 0, :]

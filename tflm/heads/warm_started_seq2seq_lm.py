@@ -16,6 +16,7 @@ implementation drives both this model and KerasHub Seq2SeqLM presets.
 import keras
 from keras import ops
 
+from tflm.backbones.freeze_spec import freeze_unused_pooler
 from tflm.errors import UserError
 
 ENCODER_INPUTS = ("encoder_token_ids", "encoder_padding_mask")
@@ -178,7 +179,5 @@ def build_warm_started_seq2seq(backbone, target_vocabulary_size=None, decoder_la
     _require_bert_family(backbone)
     decoder = WarmStartedDecoder(backbone, target_vocabulary_size, decoder_layers, dropout, name="decoder")
     decoder.warm_start(backbone)
-    # BERT's pooler feeds nothing here; keep it out of the optimizer.
-    for variable in getattr(backbone, "pooled_dense", keras.layers.Layer()).weights:
-        variable.trainable = False
+    freeze_unused_pooler(backbone)
     return WarmStartedSeq2SeqLM(backbone, decoder, name="warm_started_seq2seq_lm")

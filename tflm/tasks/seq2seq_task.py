@@ -2,9 +2,11 @@
 
 Same Task interface as text classification (read data, build inputs, build
 model, loss, evaluate, export), so the trainer and pipeline skeleton are
-shared. Two model routes: a KerasHub Seq2SeqLM preset (BART and alike) used as
-is, or an encoder-decoder warm-started from a BERT-family encoder (the
-offline default: the bundled MiniLM).
+shared. Three model routes: a KerasHub Seq2SeqLM preset (BART and alike) used
+as is; a KerasHub CausalLM preset (GPT-2 and alike; `tiny_random_gpt2`
+offline) trained on `prompt [sep] completion` (text generation); or an
+encoder-decoder warm-started from a BERT-family encoder (the offline
+default: the bundled MiniLM).
 """
 
 import dataclasses
@@ -21,10 +23,13 @@ from tflm import export
 from tflm.data import target_vocabulary
 from tflm.errors import UserError
 from tflm import generation
+from tflm.heads import keras_hub_language_model
 from tflm.heads import keras_hub_seq2seq
 from tflm.heads import seq2seq_preprocessor
+from tflm.heads.prompt_completion_preprocessor import PromptCompletionPreprocessor
 from tflm.heads.warm_started_seq2seq_lm import build_warm_started_seq2seq
 from tflm.metrics import generation_metrics
+from tflm.training import losses
 
 EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
@@ -66,7 +71,7 @@ class Seq2SeqTask:
                                           c.encoding, split=split, skip_bad_rows=c.skip_bad_rows)
 
     def build_inputs(self, examples, preprocessor):
-        """TokenizedDataset of encoder/decoder features with labels and label weights.
+        """TokenizedDataset of the route's features (see `sequence_groups`) with labels and label weights.
 
         Logs how many sources and targets were truncated to their max length.
         """
@@ -86,16 +91,10 @@ class Seq2SeqTask:
                 "--max_target_length=%d tokens", examples.source, long_sources, len(examples),
                 self.config.max_source_length, long_targets, self.config.max_target_length,
             )
-        arrays = data.trim_to_longest(arrays, "encoder_padding_mask", ["encoder_token_ids", "encoder_padding_mask"])
-        decoder_keys = ["decoder_token_ids", "decoder_padding_mask", "labels", "label_weights"]
-        arrays = data.trim_to_longest(arrays, "decoder_padding_mask", decoder_keys)
+        for group in preprocessor.sequence_groups:
+            arrays = data.trim_to_longest(arrays, group.mask, group.features + group.targets)
         targets = {"labels": arrays.pop("labels"), "label_weights": arrays.pop("label_weights")}
-        groups = (
-            data.SequenceGroup("encoder_padding_mask", ("encoder_token_ids", "encoder_padding_mask")),
-            data.SequenceGroup("decoder_padding_mask", ("decoder_token_ids", "decoder_padding_mask"),
-                               ("labels", "label_weights")),
-        )
-        return data.TokenizedDataset(arrays, targets, groups)
+        return data.TokenizedDataset(arrays, targets, preprocessor.sequence_groups)
 
     # -- model ---------------------------------------------------------------
     def build_model(self, precision, model_dir, train_targets=None):
@@ -107,12 +106,23 @@ class Seq2SeqTask:
         c = self.config
         preset = backbones.resolve_backbone(c.backbone)
         hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
-        if hub_cls is not None:
+        decoder_only = hub_cls is None and keras_hub_language_model.supported_objectives(preset) == ["causal_lm"]
+        if hub_cls is not None or decoder_only:
             if c.target_vocabulary != "source" or c.decoder_layers:
                 raise UserError(
-                    f"--backbone={c.backbone} is a KerasHub seq2seq model with its own decoder and "
-                    "vocabulary; --target_vocabulary and --decoder_layers apply to encoder backbones only"
+                    f"--backbone={c.backbone} is a KerasHub {'causal' if decoder_only else 'seq2seq'} model with "
+                    "its own decoder and vocabulary; --target_vocabulary and --decoder_layers apply to encoder "
+                    "backbones only"
                 )
+        if decoder_only:
+            if c.freeze_decoder:
+                raise UserError(f"--freeze_decoder: --backbone={c.backbone} is decoder-only (one stack); use --freeze")
+            model, hub_preprocessor = keras_hub_language_model.load_language_model(
+                preset, "causal_lm", precision, c.max_source_length + c.max_target_length)
+            preprocessor = PromptCompletionPreprocessor(hub_preprocessor.tokenizer, c.max_source_length,
+                                                        c.max_target_length)
+            encoder_part, decoder_part = model.backbone, None
+        elif hub_cls is not None:
             model, preprocessor = keras_hub_seq2seq.load_keras_hub_seq2seq(
                 preset, hub_cls, precision, c.max_source_length, c.max_target_length)
             encoder_part, decoder_part = keras_hub_seq2seq.freezable_parts(model)
@@ -136,8 +146,9 @@ class Seq2SeqTask:
             model = build_warm_started_seq2seq(backbone, target_size, c.decoder_layers or None, c.dropout)
             encoder_part, decoder_part = backbone, model.decoder
         backbones.apply_freeze(encoder_part, backbones.FreezeSpec.parse(c.freeze), "--freeze")
-        backbones.apply_freeze(decoder_part, backbones.FreezeSpec.parse(c.freeze_decoder, "--freeze_decoder"),
-                               "--freeze_decoder")
+        if decoder_part is not None:
+            backbones.apply_freeze(decoder_part, backbones.FreezeSpec.parse(c.freeze_decoder, "--freeze_decoder"),
+                                   "--freeze_decoder")
         trainable, frozen = backbones.parameter_counts(model)
         logging.info("Parameters: %s trainable, %s frozen (%.1f%% frozen; --freeze=%r, --freeze_decoder=%r)",
                      f"{trainable:,}", f"{frozen:,}", 100.0 * frozen / max(trainable + frozen, 1),
@@ -146,42 +157,29 @@ class Seq2SeqTask:
 
     def loss(self, targets, logits):
         """Per-example mean token cross-entropy with label smoothing, padding excluded."""
-        logits = tf.cast(logits, tf.float32)
-        log_probs = tf.nn.log_softmax(logits, axis=-1)
-        nll = -tf.gather(log_probs, targets["labels"], axis=-1, batch_dims=2)
-        smoothing = self.config.label_smoothing
-        token_loss = (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, axis=-1)
-        weights = tf.cast(targets["label_weights"], tf.float32)
-        return tf.reduce_sum(token_loss * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        return losses.token_cross_entropy(targets["labels"], targets["label_weights"], logits,
+                                          self.config.label_smoothing)
 
     # -- generation and evaluation -------------------------------------------
-    def generate_token_ids(self, model, preprocessor, features):
-        """Generated ids for a batch of encoder features (one traced function per model)."""
+    def predict(self, model, preprocessor, sources, batch_size):
+        """Generated strings for `sources`, in order, with the exported signature's code path."""
         if self._generate_fn is None or self._generate_fn[0] is not model:
-            spec = tf.TensorSpec([None, None], tf.int32)
-
-            @tf.function(input_signature=[spec, spec])
-            def generate(token_ids, padding_mask):
-                return generation.generate(model, token_ids, padding_mask, preprocessor.special_tokens,
-                                         self.config.decoding)
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+            def generate(texts):
+                return generation.generate_text(model, preprocessor, self.config.decoding, texts)
 
             self._generate_fn = (model, generate)
-        return self._generate_fn[1](features["encoder_token_ids"], features["encoder_padding_mask"])
-
-    def predict(self, model, preprocessor, inputs, batch_size):
-        """Generated strings for every example of `inputs`, in order."""
         outputs = []
-        total = len(inputs)
-        progbar = keras.utils.Progbar(total, unit_name="example")
-        for features, _ in inputs.evaluation(batch_size):
-            ids = self.generate_token_ids(model, preprocessor, features)
-            outputs.extend(t.decode("utf-8", "replace") for t in preprocessor.decode_targets(ids).numpy())
+        progbar = keras.utils.Progbar(len(sources), unit_name="example")
+        for start in range(0, len(sources), batch_size):
+            texts = self._generate_fn[1](tf.constant(sources[start:start + batch_size]))
+            outputs.extend(t.decode("utf-8", "replace") for t in texts.numpy())
             progbar.update(len(outputs))
         return outputs
 
-    def evaluate(self, model, preprocessor, inputs, references, batch_size):
+    def evaluate(self, model, preprocessor, sources, references, batch_size):
         """(metrics dict, predictions): BLEU, chrF and ROUGE on decoded outputs."""
-        predictions = self.predict(model, preprocessor, inputs, batch_size)
+        predictions = self.predict(model, preprocessor, sources, batch_size)
         return generation_metrics.generation_report(predictions, references), predictions
 
     @staticmethod

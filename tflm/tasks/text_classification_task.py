@@ -129,6 +129,22 @@ class TextClassificationTask:
             )
         return np.concatenate([self._predict(features).numpy() for features, _ in dataset])
 
+    def sentence_embeddings(self, model, inputs, batch_size):
+        """[N, D] float32: what the classifier's final dense layer sees for each example, in order.
+
+        The pooled backbone output (dropout is off at inference); sample selection works on these.
+        """
+        features = keras.Model(model.input, model.get_layer("logits").input)
+        dataset = inputs.evaluation(batch_size)
+        embed = tf.function(lambda x: tf.cast(features(x, training=False), tf.float32),
+                            input_signature=[dataset.element_spec[0]])
+        progbar = keras.utils.Progbar(len(inputs), unit_name="example")
+        embeddings = []
+        for batch, _ in dataset:
+            embeddings.append(embed(batch).numpy())
+            progbar.add(len(embeddings[-1]))
+        return np.concatenate(embeddings)
+
     def evaluate(self, model, inputs, label_vocabulary, batch_size):
         """Metrics dict (see metrics.classification_report) and probabilities."""
         probabilities = self.predict_probabilities(model, inputs.evaluation(batch_size))

@@ -7,3 +7,4 @@ from tflm.training.trainer import NAN_POLICIES
 from tflm.training.trainer import Trainer
 from tflm.training.trainer import TrainerConfig
 from tflm.training.trainer import restore_for_inference
+from tflm.training.trainer import latest_checkpoint

@@ -58,6 +58,11 @@ def checkpoint_dir(model_dir):
     return os.path.join(model_dir, "checkpoints")
 
 
+def latest_checkpoint(model_dir):
+    """Path of the latest training checkpoint in `model_dir`, or None."""
+    return tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+
+
 def best_dir(model_dir):
     return os.path.join(model_dir, "best")
 

@@ -14,13 +14,17 @@ import time
 
 from tflm.errors import UserError
 from tflm.metrics.generation_metrics import GENERATION_METRICS
+from tflm.metrics.perplexity import LANGUAGE_MODEL_METRICS
 
 PIPELINES = {"classify": "pipelines.classify", "translate": "pipelines.translate",
-             "summarize": "pipelines.summarize"}
+             "summarize": "pipelines.summarize", "generate_text": "pipelines.generate_text",
+             "pretrain": "pipelines.pretrain"}
 # Metrics each pipeline writes to eval_results.json that a search or selection can rank by.
 METRICS = {"classify": ("accuracy", "macro_f1", "macro_precision", "macro_recall"),
-           "translate": GENERATION_METRICS, "summarize": GENERATION_METRICS}
-DEFAULT_METRIC = {"classify": "accuracy", "translate": "bleu", "summarize": "rougeLsum"}
+           "translate": GENERATION_METRICS, "summarize": GENERATION_METRICS, "generate_text": GENERATION_METRICS,
+           "pretrain": LANGUAGE_MODEL_METRICS}
+DEFAULT_METRIC = {"classify": "accuracy", "translate": "bleu", "summarize": "rougeLsum", "generate_text": "rougeL",
+                  "pretrain": "perplexity"}
 # How long a run may take to checkpoint and exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 120
 

@@ -7,6 +7,10 @@ Written for tflm from hand-written templates (no third-party text):
   scenes (Multi30k style), as parallel plain-text files `.en` / `.de`.
 - summarization: 240 train / 60 dev chat dialogues with one-sentence
   summaries (SAMSum style), jsonl with `dialogue` and `summary` fields.
+- generation: the summarization set as prompt/completion pairs for a
+  decoder-only LM (`prompt` = dialogue + "\nSummary:", `completion` = summary).
+- pretraining: 1,100 train / 260 dev lines of plain text, one document per
+  line: the English texts of the three sets above (dialogues on one line).
 """
 
 import os
@@ -18,3 +22,7 @@ TRANSLATION_TRAIN = ",".join(os.path.join(_HERE, f"translation_train.{lang}") fo
 TRANSLATION_DEV = ",".join(os.path.join(_HERE, f"translation_dev.{lang}") for lang in ("en", "de"))
 SUMMARIZATION_TRAIN = os.path.join(_HERE, "summarization_train.jsonl")
 SUMMARIZATION_DEV = os.path.join(_HERE, "summarization_dev.jsonl")
+PRETRAINING_TRAIN = os.path.join(_HERE, "pretraining_train.txt")
+PRETRAINING_DEV = os.path.join(_HERE, "pretraining_dev.txt")
+GENERATION_TRAIN = os.path.join(_HERE, "generation_train.jsonl")
+GENERATION_DEV = os.path.join(_HERE, "generation_dev.jsonl")
