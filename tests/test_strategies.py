@@ -23,7 +23,8 @@ from tests.conftest import ROOT, child_env
 from tflm import backbones, generation, training
 from tflm.data import demo
 from tflm.errors import UserError
-from tflm.tasks import Seq2SeqConfig, Seq2SeqTask, TextClassificationConfig, TextClassificationTask
+from tflm.tasks import LanguageModelConfig, LanguageModelTask, Seq2SeqConfig, Seq2SeqTask
+from tflm.tasks import TextClassificationConfig, TextClassificationTask
 from tflm.training import runtime
 
 STRATEGIES = ("default", "one_device", "mirrored")
@@ -47,7 +48,13 @@ def seq2seq_setup(preset, model_dir):
     return model, task.loss, task.build_inputs(examples, preprocessor)
 
 
-SETUPS = {"classification": classification_setup, "seq2seq": seq2seq_setup}
+def masked_lm_setup(preset, model_dir):
+    task = LanguageModelTask(LanguageModelConfig(backbone=preset, max_seq_length=32, mask_rate=0.3))
+    model, preprocessor = task.build_model("float32")
+    return model, task.loss, task.build_inputs(task.read_corpus(demo.PRETRAINING_TRAIN, "train"), preprocessor, 5)
+
+
+SETUPS = {"classification": classification_setup, "seq2seq": seq2seq_setup, "masked_lm": masked_lm_setup}
 
 
 @functools.lru_cache(maxsize=None)
