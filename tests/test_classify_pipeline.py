@@ -44,6 +44,7 @@ def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
     assert sorted(os.listdir(tmp_path / "exports" / "text_classifier")) == ["1", "2"]
 
 
+@pytest.mark.slow  # The in-process strategy test covers mirrored; this is the pipeline run (CI: -m slow).
 def test_mirrored_strategy_over_two_cpu_devices(tiny_preset, tmp_path):
     result = classify(*fast_flags(tiny_preset, tmp_path), "--strategy=mirrored", "--cpu_devices=2", "--mode=train")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -41,6 +41,7 @@ def test_translate_trains_evaluates_exports_and_reevaluates(tiny_preset, tmp_pat
     assert result.returncode == 1 and "--target_vocabulary=source differs" in result.stderr
 
 
+@pytest.mark.slow  # Same pipeline code as translate, on dialogues (CI: -m slow).
 def test_summarize_on_the_demo_dialogues(tiny_preset, tmp_path):
     result = run_module("pipelines.summarize", *fast_flags(tiny_preset, tmp_path), "--max_source_length=24",
                         "--mode=train", "--freeze=bottom:1")

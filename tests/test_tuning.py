@@ -72,10 +72,11 @@ def test_random_search_records_a_failing_trial_goes_on_and_exports_the_best(tiny
     assert os.listdir(tmp_path / "tune" / "hparams")  # TensorBoard HParams logs.
 
 
+# Two real searches; the random-search test below covers the tuner in the default suite. CI runs these (-m slow).
+@pytest.mark.slow
 @pytest.mark.parametrize("tuner, space", [
     ("bayesian", "--learning_rate_range=1e-4,1e-2"),
-    # Hyperband's promotion path is the longer run; CI runs it (-m slow).
-    pytest.param("hyperband", "--num_epochs_range=1,2 --dropout_range=0,0.3", marks=pytest.mark.slow),
+    ("hyperband", "--num_epochs_range=1,2 --dropout_range=0,0.3"),
 ])
 def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_path):
     extra = ["--objective=macro_f1"] if tuner == "bayesian" else []
@@ -123,6 +124,7 @@ def test_an_interrupted_search_resumes_the_interrupted_trial(tiny_preset, tmp_pa
     assert "Resumed from" in log  # Trial 0 continued from its checkpoint, not from zero.
 
 
+@pytest.mark.slow  # Seven tuner processes; CI runs it (-m slow).
 def test_bad_tuning_flags_are_one_line_errors(tiny_preset, tmp_path):
     for index, (flags, message) in enumerate([
         (["--tuner=grid"], "--tuner=grid: value should be one of"),
