@@ -128,8 +128,7 @@ def task_config():
         backbone=FLAGS.backbone, freeze=common_flags.freeze_spec_text(),
         max_seq_length=FLAGS.max_seq_length, pooling=FLAGS.pooling, dropout=FLAGS.dropout,
         text_fields=tuple(FLAGS.text_fields), label_field=FLAGS.label_field, labels=tuple(FLAGS.labels),
-        data_format=FLAGS.data_format, header=FLAGS.header, encoding=FLAGS.encoding,
-        skip_bad_rows=FLAGS.skip_bad_rows, train_split=FLAGS.train_split, eval_split=FLAGS.eval_split,
+        reading=common_flags.data_reading(),
     )
 
 
@@ -168,9 +167,9 @@ def main(argv):
     train_source, eval_source = common_flags.data_sources(demo.SENTIMENT_TRAIN, demo.SENTIMENT_DEV)
 
     training_run = FLAGS.mode in ("train", "train_and_export")
-    train_examples = task.read_examples(train_source, FLAGS.train_split) if training_run else None
+    train_examples = task.read_examples(train_source, task.config.reading.train_split) if training_run else None
     labels = task.label_vocabulary(train_examples, model_dir)
-    eval_examples = task.read_examples(eval_source, FLAGS.eval_split, labels)
+    eval_examples = task.read_examples(eval_source, task.config.reading.eval_split, labels)
     labels.save(model_dir)
     logging.info("Labels: %s; eval examples: %d%s", labels.names, len(eval_examples),
                  f"; train examples: {len(train_examples)}" if train_examples else "")

@@ -13,6 +13,7 @@ from absl import logging
 
 from tflm import backbones
 from tflm.data import tfds_source
+from tflm.data.data_reading import DataReading
 from tflm.errors import UserError
 from tflm.export import saved_model_versions
 from tflm import run_files
@@ -155,6 +156,13 @@ def define_data_flags(formats, bad_rows):
         ["train_data", "eval_data"],
         lambda f: not f["train_data"] or f["eval_data"] or tfds_source.is_tfds(f["train_data"]),
         message="--eval_data is required with --train_data files")
+
+
+def data_reading():
+    """The data-reading flags of `define_data_flags` as the tasks' DataReading."""
+    return DataReading(data_format=FLAGS.data_format, header=FLAGS.header, encoding=FLAGS.encoding,
+                       skip_bad_rows=FLAGS.skip_bad_rows, train_split=FLAGS.train_split,
+                       eval_split=FLAGS.eval_split)
 
 
 def data_sources(demo_train, demo_eval):

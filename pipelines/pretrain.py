@@ -62,8 +62,7 @@ def task_config():
     return LanguageModelConfig(
         backbone=FLAGS.backbone, objective=FLAGS.objective, freeze=common_flags.freeze_spec_text(),
         max_seq_length=FLAGS.max_seq_length, mask_rate=FLAGS.mask_rate, text_field=FLAGS.text_field,
-        data_format=FLAGS.data_format, header=FLAGS.header, encoding=FLAGS.encoding,
-        skip_bad_rows=FLAGS.skip_bad_rows, train_split=FLAGS.train_split, eval_split=FLAGS.eval_split,
+        reading=common_flags.data_reading(),
     )
 
 
@@ -73,8 +72,8 @@ def main(argv):
     task = LanguageModelTask(task_config())
     train_source, eval_source = common_flags.data_sources(demo.PRETRAINING_TRAIN, demo.PRETRAINING_DEV)
     training_run = FLAGS.mode in ("train", "train_and_export")
-    train_corpus = task.read_corpus(train_source, FLAGS.train_split) if training_run else None
-    eval_corpus = task.read_corpus(eval_source, FLAGS.eval_split)
+    train_corpus = task.read_corpus(train_source, task.config.reading.train_split) if training_run else None
+    eval_corpus = task.read_corpus(eval_source, task.config.reading.eval_split)
     logging.info("Eval texts: %d%s", len(eval_corpus), f"; train texts: {len(train_corpus)}" if train_corpus else "")
 
     with strategy.scope():

@@ -97,9 +97,7 @@ def task_config():
         decoder_layers=FLAGS.decoder_layers, target_vocabulary=FLAGS.target_vocabulary,
         target_vocabulary_size=FLAGS.target_vocabulary_size, max_source_length=FLAGS.max_source_length,
         max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
-        source_field=FLAGS.source_field, target_field=FLAGS.target_field, data_format=FLAGS.data_format,
-        header=FLAGS.header, encoding=FLAGS.encoding, skip_bad_rows=FLAGS.skip_bad_rows,
-        train_split=FLAGS.train_split, eval_split=FLAGS.eval_split,
+        source_field=FLAGS.source_field, target_field=FLAGS.target_field, reading=common_flags.data_reading(),
         decoding=generation.DecodingConfig(FLAGS.decoding, FLAGS.beam_size, FLAGS.length_penalty,
                                            FLAGS.max_target_length),
     )
@@ -110,8 +108,8 @@ def main(defaults):
     task = Seq2SeqTask(task_config())
     train_source, eval_source = common_flags.data_sources(defaults.demo_train, defaults.demo_eval)
     training_run = FLAGS.mode in ("train", "train_and_export")
-    train_examples = task.read_examples(train_source, FLAGS.train_split) if training_run else None
-    eval_examples = task.read_examples(eval_source, FLAGS.eval_split)
+    train_examples = task.read_examples(train_source, task.config.reading.train_split) if training_run else None
+    eval_examples = task.read_examples(eval_source, task.config.reading.eval_split)
     logging.info("Eval examples: %d%s", len(eval_examples),
                  f"; train examples: {len(train_examples)}" if train_examples else "")
 

@@ -11,6 +11,7 @@ from tflm import backbones
 from tflm.data import demo
 from tflm.data import sample_selection_inputs as ssi
 from tflm.data.augment import AugmentConfig
+from tflm.data.data_reading import DataReading
 from tflm.data.augment import augment_texts
 from tflm.errors import UserError
 from tflm.tasks import TextClassificationConfig
@@ -47,7 +48,7 @@ def test_diversity_selection_trains_on_the_budget_and_a_resumed_run_reuses_it(ti
     assert len(set(record["indices"])) == 40 and record["indices"] == sorted(record["indices"])
     rows = [json.loads(line) for line in open(tmp_path / "selected_train.jsonl")]
     assert rows == [{"sentence": train.texts[0][i], "label": train.labels[i]} for i in record["indices"]]
-    again = TextClassificationTask(TextClassificationConfig(data_format="jsonl")).read_examples(
+    again = TextClassificationTask(TextClassificationConfig(reading=DataReading(data_format="jsonl"))).read_examples(
         str(tmp_path / "selected_train.jsonl"), "train")
     assert again.texts == [[row["sentence"] for row in rows]] and again.labels == [row["label"] for row in rows]
 

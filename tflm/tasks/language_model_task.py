@@ -27,6 +27,7 @@ from tflm.errors import UserError
 from tflm.heads import keras_hub_language_model
 from tflm.metrics import perplexity
 from tflm.training import losses
+from tflm.data.data_reading import DataReading
 
 EVAL_RESULTS_FILE = "eval_results.json"
 INITIAL_EVAL_FILE = "eval_before_training.json"
@@ -40,12 +41,7 @@ class LanguageModelConfig:
     max_seq_length: int = 128
     mask_rate: float = 0.15
     text_field: str = "text"
-    data_format: str = "auto"
-    header: bool = True
-    encoding: str = "utf-8"
-    skip_bad_rows: bool = False
-    train_split: str = "train"
-    eval_split: str = "validation"
+    reading: DataReading = DataReading()
 
 
 class LanguageModelTask:
@@ -57,8 +53,9 @@ class LanguageModelTask:
     # -- data --------------------------------------------------------------
     def read_corpus(self, spec, split):
         c = self.config
-        return text_corpus.read_text_corpus(spec, c.text_field, c.data_format, c.header, c.encoding, split,
-                                            c.skip_bad_rows)
+        r = c.reading
+        return text_corpus.read_text_corpus(spec, c.text_field, r.data_format, r.header, r.encoding, split,
+                                            r.skip_bad_rows)
 
     def build_inputs(self, corpus, preprocessor, seed):
         """A dataset of (features, {labels, label_weights}); logs how many texts were truncated."""

@@ -30,6 +30,7 @@ from tflm.heads.prompt_completion_preprocessor import PromptCompletionPreprocess
 from tflm.heads.warm_started_seq2seq_lm import build_warm_started_seq2seq
 from tflm.metrics import generation_metrics
 from tflm.training import losses
+from tflm.data.data_reading import DataReading
 
 EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
@@ -50,12 +51,7 @@ class Seq2SeqConfig:
     label_smoothing: float = 0.1
     source_field: str = "source"
     target_field: str = "target"
-    data_format: str = "auto"
-    header: bool = True
-    encoding: str = "utf-8"
-    skip_bad_rows: bool = False
-    train_split: str = "train"
-    eval_split: str = "validation"
+    reading: DataReading = DataReading()
     decoding: generation.DecodingConfig = generation.DecodingConfig()
 
 
@@ -67,8 +63,9 @@ class Seq2SeqTask:
     # -- data --------------------------------------------------------------
     def read_examples(self, source, split):
         c = self.config
-        return data.read_seq2seq_examples(source, c.source_field, c.target_field, c.data_format, c.header,
-                                          c.encoding, split=split, skip_bad_rows=c.skip_bad_rows)
+        r = c.reading
+        return data.read_seq2seq_examples(source, c.source_field, c.target_field, r.data_format, r.header, r.encoding,
+                                          split=split, skip_bad_rows=r.skip_bad_rows)
 
     def build_inputs(self, examples, preprocessor):
         """TokenizedDataset of the route's features (see `sequence_groups`) with labels and label weights.

@@ -20,6 +20,7 @@ from tflm import export
 from tflm import heads
 from tflm import metrics
 from tflm.errors import UserError
+from tflm.data.data_reading import DataReading
 
 EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
@@ -35,12 +36,7 @@ class TextClassificationConfig:
     text_fields: tuple = ("sentence",)
     label_field: str = "label"
     labels: tuple = ()  # Fixed label set and order; inferred from train data if empty.
-    data_format: str = "auto"
-    header: bool = True
-    encoding: str = "utf-8"
-    skip_bad_rows: bool = False
-    train_split: str = "train"
-    eval_split: str = "validation"
+    reading: DataReading = DataReading()
 
     @property
     def columns(self):
@@ -59,8 +55,8 @@ class TextClassificationTask:
     def read_examples(self, source, split, label_vocabulary=None):
         c = self.config
         return data.read_classification_examples(
-            source, c.columns, label_vocabulary, c.data_format, c.header, c.encoding,
-            split=split, skip_bad_rows=c.skip_bad_rows,
+            source, c.columns, label_vocabulary, c.reading.data_format, c.reading.header, c.reading.encoding,
+            split=split, skip_bad_rows=c.reading.skip_bad_rows,
         )
 
     def label_vocabulary(self, train_examples=None, model_dir=None):
