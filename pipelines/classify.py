@@ -20,7 +20,6 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-import tflm
 from pipelines import common_flags
 from pipelines.entry import run_pipeline
 from tflm import backbones
@@ -201,14 +200,10 @@ def main(argv):
         print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
 
     if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
-        metadata = {
-            "tflm_version": tflm.__version__, "task": "text_classification", "backbone": FLAGS.backbone,
-            "max_seq_length": FLAGS.max_seq_length, "precision": precision,
-            "parameters": sum(backbones.parameter_counts(model)),
-            "eval_metrics": {k: v for k, v in (report or {}).items() if isinstance(v, float)},
-        }
-        path = task.export(model, preprocessor, labels, FLAGS.export_dir, FLAGS.export_name,
-                           eval_examples, metadata, FLAGS.export_version)
+        eval_metrics = {k: v for k, v in (report or {}).items() if isinstance(v, float)}
+        metadata = common_flags.export_metadata("text_classification", FLAGS.backbone, model, precision,
+                                                eval_metrics)
+        path = task.export(model, preprocessor, labels, common_flags.export_target(), eval_examples, metadata)
         print(f"Exported and verified {path}", flush=True)
 
 

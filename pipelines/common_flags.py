@@ -11,7 +11,9 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
+import tflm
 from tflm import backbones
+from tflm import export
 from tflm.data import tfds_source
 from tflm.data.data_reading import DataReading
 from tflm.errors import UserError
@@ -222,12 +224,31 @@ def exports_here(strategy):
 
 
 def define_export_flags(default_name):
-    flags.DEFINE_string("export_dir", "savedmodels", "Export root: <export_dir>/<export_name>/<version>.")
+    flags.DEFINE_string("export_dir", "savedmodels", "Export root: <export_dir>/<export_name>/<version>, "
+                        "and <export_dir>/models.config for TF Serving.")
     flags.DEFINE_string("export_name", default_name, "Model name under --export_dir.")
     flags.DEFINE_integer("export_version", 0, "Version number to publish; 0: the next free one. "
                          "An existing version is never overwritten.", lower_bound=0)
+    flags.DEFINE_integer("keep_versions", 0, "After publishing, delete all but the newest N versions of "
+                         "--export_name (never one models.config serves); 0: keep all.", lower_bound=0)
+    flags.DEFINE_string("serving_base_path", "", "The folder TF Serving sees --export_dir as, written into "
+                        "models.config (e.g. /models in a container); empty: the absolute --export_dir.")
     flags.register_validator("export_name", lambda v: bool(saved_model_versions.VALID_NAME.match(v)),
                              message="--export_name: use letters, digits, '.', '_' or '-'")
+
+
+def export_target():
+    return export.ExportTarget(FLAGS.export_dir, FLAGS.export_name, FLAGS.export_version, FLAGS.keep_versions,
+                               FLAGS.serving_base_path)
+
+
+def export_metadata(task, backbone_name, model, precision, eval_metrics):
+    """What every export records in assets.extra/tflm_model.json besides its task's own fields."""
+    return {
+        "tflm_version": tflm.__version__, "task": task, "backbone": backbone_name, "precision": precision,
+        "parameters": sum(backbones.parameter_counts(model)), "eval_metrics": eval_metrics,
+        "training_flags": {n: FLAGS[n].value for n in _pipeline_flags() if n != "mode"},
+    }
 
 
 FLAGFILE = "flags.txt"

@@ -10,7 +10,6 @@ import os
 from absl import flags
 from absl import logging
 
-import tflm
 from pipelines import common_flags
 from pipelines.entry import run_pipeline
 from tflm import backbones
@@ -138,15 +137,9 @@ def main(defaults):
         print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
 
     if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
-        metadata = {
-            "tflm_version": tflm.__version__, "task": defaults.task, "backbone": FLAGS.backbone,
-            "decoding": dataclasses.asdict(task.config.decoding), "precision": precision,
-            "max_source_length": FLAGS.max_source_length,
-            "parameters": sum(backbones.parameter_counts(model)),
-            "eval_metrics": {k: v for k, v in (report or {}).items() if k in metrics.GENERATION_METRICS},
-        }
-        path = task.export(model, preprocessor, FLAGS.export_dir, FLAGS.export_name, eval_examples.sources,
-                           metadata, FLAGS.export_version)
+        eval_metrics = {k: v for k, v in (report or {}).items() if k in metrics.GENERATION_METRICS}
+        metadata = common_flags.export_metadata(defaults.task, FLAGS.backbone, model, precision, eval_metrics)
+        path = task.export(model, preprocessor, common_flags.export_target(), eval_examples.sources, metadata)
         print(f"Exported and verified {path}", flush=True)
 
 

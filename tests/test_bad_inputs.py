@@ -122,6 +122,8 @@ CASES = [
      "--model_dir={fresh} holds no labels.json; train first", None),
     ("export_to_existing_version", "classify", lambda w: ["--mode=export", "--export_version=1"],
      "--export_version=1: {exports}/text_classifier/1 already exists and is never overwritten", None),
+    ("broken_models_config", "classify", lambda w: ["--mode=export", f"--export_dir={w['root']}/broken_config"],
+     "{root}/broken_config/models.config: not a TF Serving model config", None),
     ("corrupted_checkpoint_resume", "classify", lambda w: [f"--model_dir={w['corrupt']}", "--train_steps=8"],
      "checkpoint {corrupt}/checkpoints/ckpt-4: cannot resume from it", None),
     ("corrupted_checkpoint_eval", "classify", lambda w: [f"--model_dir={w['corrupt']}", "--mode=eval"],
@@ -187,6 +189,8 @@ def write_files(root):
     text("gap.de", "eins\n\n")
     text("blank.txt", "\n  \n")
     text("broken.jsonl", '{"dialogue": "a: hi", "summary": "hi"}\n{"dialogue": \n')
+    os.makedirs(os.path.join(root, "broken_config"))
+    text("broken_config/models.config", "model_config_list { config { name: ")
     os.makedirs(os.path.join(root, "junk_model"))
     text("junk_model/weights.bin", "junk")
 

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from tests.conftest import run_module
+from tests.serving_checks import assert_serving_grade
 
 
 def classify(*args, **kwargs):
@@ -29,7 +30,20 @@ def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
     assert len(predictions) == 80 and predictions[0]["predicted"] in ("negative", "positive")
     assert "trainable" in result.stderr and "frozen" in result.stderr
     assert "precision" in result.stdout and "confusion matrix" in result.stdout
-    assert os.path.isdir(tmp_path / "exports" / "text_classifier" / "1")
+    export = tmp_path / "exports" / "text_classifier" / "1"
+    strings, ints = {"text": "DT_STRING"}, {"token_ids": "DT_INT32", "segment_ids": "DT_INT32",
+                                            "padding_mask": "DT_INT32"}
+    outputs = {"probabilities": "DT_FLOAT", "label": "DT_STRING", "label_id": "DT_INT32"}
+    assert_serving_grade(str(export), "text_classifier", {
+        "serving_default": {"inputs": strings, "outputs": outputs},
+        "serve_examples": {"inputs": {"examples": "DT_STRING"}, "outputs": outputs},
+        "serve_token_ids": {"inputs": ints, "outputs": outputs}})
+    metadata = json.load(open(export / "assets.extra" / "tflm_model.json"))
+    assert metadata["labels"] == ["negative", "positive"] and metadata["max_seq_length"] == 32
+    assert metadata["eval_metrics"]["accuracy"] == report["accuracy"] and metadata["precision"] == "float32"
+    assert metadata["training_flags"]["freeze"] == "embeddings" and metadata["training_flags"]["train_steps"] == 6
+    assert metadata["task"] == "text_classification" and metadata["tflm_version"]
+    assert f'base_path: "{tmp_path}/exports/text_classifier"' in (tmp_path / "exports" / "models.config").read_text()
     assert json.load(open(run / "labels.json")) == {"labels": ["negative", "positive"]}
     assert os.listdir(run / "train") and os.listdir(run / "eval")  # TensorBoard logs.
     flagfile = (run / "flags.txt").read_text()

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from tflm import backbones
 from tflm.errors import UserError
-from tflm.export import existing_versions, export_text_classifier, run_in_fresh_process, write_new_version
-from tflm.export.serving_module import token_features
+from tflm.export import ExportTarget, existing_versions, export_text_classifier, run_in_fresh_process, write_new_version
+from tflm.export.serving_module import request_bytes, token_features
 from tflm.tasks import TextClassificationConfig, TextClassificationTask
 
 
@@ -25,13 +25,13 @@ LABELS = ["neg", "neutral", "pos"]
 def test_export_serves_raw_text_in_a_fresh_process(tiny_preset, tmp_path):
     _, model, preprocessor = classifier(tiny_preset)
     texts = ["the film is a joy .", "", "x " * 3000, "sister\udcf0city"]
-    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "clf", [texts[:3]],
+    path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [texts[:3]],
                                   metadata={"backbone": "tiny"})
     assert path == os.path.join(str(tmp_path), "clf", "1")
     # Both loaders (TF1 Session = TF Serving's path, and TF2) in a process without tflm.
-    result = run_in_fresh_process(path, "serving_default", {"text": texts})
+    result = run_in_fresh_process(path, [("serving_default", {"text": request_bytes(texts).numpy()})])
     assert result["tflm_imported"] is False
-    session, tf2 = result["session"], result["tf2"]
+    session, tf2 = result["replies"][-1]["session"], result["replies"][-1]["tf2"]
     probabilities = np.array(session["probabilities"])
     assert probabilities.shape == (4, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -49,7 +49,7 @@ def test_export_serves_raw_text_in_a_fresh_process(tiny_preset, tmp_path):
 
 def test_weights_are_stored_once(tiny_preset, tmp_path):
     _, model, preprocessor = classifier(tiny_preset)
-    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "clf", [["a film"]])
+    path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [["a film"]])
     variables = os.path.join(path, "variables")
     stored = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
     weight_bytes = sum(v.numpy().nbytes for v in model.weights)
@@ -58,10 +58,11 @@ def test_weights_are_stored_once(tiny_preset, tmp_path):
 
 def test_sentence_pair_signature(tiny_preset, tmp_path):
     _, model, preprocessor = classifier(tiny_preset, text_fields=("premise", "hypothesis"))
-    path = export_text_classifier(model, preprocessor, LABELS, str(tmp_path), "nli",
+    path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "nli"),
                                   [["the film", "the cast"], ["is a joy", ""]], sentence_pair=True)
-    result = run_in_fresh_process(path, "serving_default", {"text": ["the film"], "text_b": ["is dull"]})
-    assert len(result["session"]["label"]) == 1
+    request = {"text": np.array([b"the film"]), "text_b": np.array([b"is dull"])}
+    reply = run_in_fresh_process(path, [("serving_default", request)])["replies"][-1]
+    assert len(reply["session"]["label"]) == 1
 
 
 def test_versions_increment_and_never_overwrite(tiny_preset, tmp_path):

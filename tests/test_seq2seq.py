@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tflm import data
+from tflm import export
 from tflm import generation
 from tflm.data import target_vocabulary
 from tflm.errors import UserError
@@ -264,15 +265,15 @@ def test_export_serves_raw_strings_like_in_memory_generation(tiny_seq2seq, tmp_p
     _trained(task, model, preprocessor)
     config = generation.DecodingConfig("beam", beam_size=2, max_length=8)
     samples = SOURCES[:3] + ["", "x " * 500, "caf\udcc3 latin-1 bytes"]
-    path = seq2seq_export.export_seq2seq(model, preprocessor, config, str(tmp_path), "tiny", samples,
-                                         {"task": "translation"})
+    path = seq2seq_export.export_seq2seq(model, preprocessor, config, export.ExportTarget(str(tmp_path), "tiny"),
+                                         samples, {"task": "translation"})
     assert path.endswith(os.path.join("tiny", "1"))
     loaded = tf.saved_model.load(path)
     served = loaded.signatures["serving_default"](text=tf.constant(SOURCES[:3]))["output_text"].numpy()
     module = seq2seq_export.Seq2SeqServingModule(model, preprocessor, config)
-    np.testing.assert_array_equal(served, module.serve(tf.constant(SOURCES[:3]))["output_text"].numpy())
+    np.testing.assert_array_equal(served, module.serve({"text": tf.constant(SOURCES[:3])})["output_text"].numpy())
     with open(os.path.join(path, "assets.extra", "tflm_model.json"), encoding="utf-8") as f:
-        assert json.load(f)["outputs"] == ["output_text"]
+        assert set(json.load(f)["signatures"]["serving_default"]["outputs"]) == {"output_text"}
 
 
 def test_keras_hub_seq2seq_preset_route(tmp_path):

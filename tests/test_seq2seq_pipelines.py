@@ -6,6 +6,7 @@ import os
 import pytest
 
 from tests.conftest import run_module
+from tests.serving_checks import assert_serving_grade
 
 
 def fast_flags(tiny_preset, tmp_path):
@@ -31,6 +32,13 @@ def test_translate_trains_evaluates_exports_and_reevaluates(tiny_preset, tmp_pat
     assert os.path.isdir(tmp_path / "exports" / "translator" / "1")
     metadata = json.load(open(tmp_path / "exports" / "translator" / "1" / "assets.extra" / "tflm_model.json"))
     assert metadata["task"] == "translation" and metadata["decoding"]["method"] == "greedy"
+    assert metadata["max_source_length"] == 64 and metadata["max_target_length"] == 24 and metadata["eval_metrics"]["bleu"] == report["bleu"]
+    text = {"inputs": {"text": "DT_STRING"}, "outputs": {"output_text": "DT_STRING"}}
+    assert_serving_grade(str(tmp_path / "exports" / "translator" / "1"), "translator", {
+        "serving_default": text,
+        "serve_examples": {"inputs": {"examples": "DT_STRING"}, "outputs": {"output_text": "DT_STRING"}},
+        "serve_token_ids": {"inputs": {"encoder_token_ids": "DT_INT32", "encoder_padding_mask": "DT_INT32"},
+                            "outputs": {"output_token_ids": "DT_INT32"}}})
 
     result = run_module("pipelines.translate", f"--flagfile={run}/flags.txt", "--mode=eval")
     assert result.returncode == 0, result.stderr[-3000:]

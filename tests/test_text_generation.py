@@ -9,10 +9,12 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run_module
+from tests.serving_checks import assert_serving_grade
 from tflm import backbones
 from tflm import data
 from tflm import generation
 from tflm.errors import UserError
+from tflm import export
 from tflm.export import seq2seq_export
 from tflm.tasks import Seq2SeqConfig
 from tflm.tasks import Seq2SeqTask
@@ -97,8 +99,8 @@ def test_beam_export_serves_raw_prompts_like_in_memory_generation(trained, tmp_p
     _, model, preprocessor = trained
     task = _task("beam")
     samples = SOURCES + ["", "x " * 500, "caf\udce9 bytes"]
-    path = seq2seq_export.export_seq2seq(model, preprocessor, task.config.decoding, str(tmp_path), "gen", samples,
-                                         {"task": "text_generation"})
+    path = seq2seq_export.export_seq2seq(model, preprocessor, task.config.decoding,
+                                         export.ExportTarget(str(tmp_path), "gen"), samples, {"task": "text_generation"})
     served = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(SOURCES))["output_text"]
     in_memory = task.predict(model, preprocessor, SOURCES, batch_size=4)
     assert [t.decode() for t in served.numpy()] == in_memory
@@ -125,3 +127,8 @@ def test_generate_text_pipeline_runs_offline(tmp_path):
         metadata = json.load(f)
     assert metadata["task"] == "text_generation" and metadata["backbone"] == backbones.TINY_RANDOM_GPT2
     assert os.path.isfile(export / "saved_model.pb")
+    assert_serving_grade(str(export), "text_generator", {
+        "serving_default": {"inputs": {"text": "DT_STRING"}, "outputs": {"output_text": "DT_STRING"}},
+        "serve_examples": {"inputs": {"examples": "DT_STRING"}, "outputs": {"output_text": "DT_STRING"}},
+        "serve_token_ids": {"inputs": {"token_ids": "DT_INT32", "padding_mask": "DT_INT32"},
+                            "outputs": {"output_token_ids": "DT_INT32"}}})

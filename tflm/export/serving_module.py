@@ -1,32 +1,94 @@
-"""A tf.Module that holds a Keras model's weights for SavedModel export.
+"""A tf.Module that holds a Keras model's weights and serves three signatures.
 
 Keras 3 models tracked directly by a tf.Module pass `tf.saved_model.load` but
 fail TF Serving's Session loader (keras#20095), and `keras.export.ExportArchive`
 stores every weight twice (keras#23553). Tracking the raw `tf.Variable`s and
 calling the model through an untracked reference passes both loaders and
 stores each weight once.
-"""
 
-import json
-import os
+Signatures, the same for every task:
+  serving_default  raw text: one [batch] tf.string input per text field.
+  serve_examples   `examples`: [batch] serialized tf.Example, one bytes
+                   feature per text field (same names as serving_default).
+  serve_token_ids  the packed int32 [batch, length] ids the model's own
+                   preprocessor produces, for clients that tokenize themselves.
+"""
 
 import tensorflow as tf
 
 from tflm.data.tokenized_dataset import trim_to_longest_row
 
-METADATA_FILE = "tflm_model.json"
+EXAMPLES_INPUT = "examples"
 
 
 class ServingModule(tf.Module):
-    """Owns the variables; subclasses add `tf.function` signatures."""
+    """Owns the variables; subclasses say how text and token ids become outputs.
 
-    def __init__(self, model, preprocessor, name=None):
+    Subclasses implement `outputs_from_text(texts)` and
+    `outputs_from_token_ids(features)` (dicts of name -> tensor, in TF ops)
+    and `token_ids_for(texts)` (what a tokenizing client would send).
+    """
+
+    def __init__(self, model, preprocessor, text_inputs, token_inputs, name=None):
         super().__init__(name=name)
         self.model_variables = [v.value for v in model.weights]
         # Tokenizers that own TF resources (e.g. SentencePiece) need tracking;
         # the preprocessor has no weights, so nothing is stored twice.
         self.preprocessor = preprocessor
         object.__setattr__(self, "_model", model)  # Untracked on purpose.
+        self.text_inputs = tuple(text_inputs)
+        self.token_inputs = tuple(token_inputs)
+        self.serve = tf.function(
+            self._serve_text, input_signature=[{n: tf.TensorSpec([None], tf.string, name=n) for n in self.text_inputs}])
+        self.serve_examples = tf.function(
+            self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+        self.serve_token_ids = tf.function(
+            self.outputs_from_token_ids,
+            input_signature=[{n: tf.TensorSpec([None, None], tf.int32, name=n) for n in self.token_inputs}])
+
+    def _serve_text(self, texts):
+        return self.outputs_from_text([sanitize_text(texts[n]) for n in self.text_inputs])
+
+    def _serve_examples(self, examples):
+        # A missing feature fails the request with the feature's name in the message.
+        spec = {n: tf.io.FixedLenFeature([], tf.string) for n in self.text_inputs}
+        parsed = tf.io.parse_example(examples, spec)
+        return self.outputs_from_text([sanitize_text(parsed[n]) for n in self.text_inputs])
+
+    def signatures(self):
+        return {
+            "serving_default": self.serve.get_concrete_function(),
+            "serve_examples": self.serve_examples.get_concrete_function(),
+            "serve_token_ids": self.serve_token_ids.get_concrete_function(),
+        }
+
+    def requests(self, columns):
+        """(signature, inputs) pairs covering every signature for text `columns` (one list per text input).
+
+        Inputs are numpy arrays, as a client would send them; used for the
+        TF Serving warmup records and the export's fresh-process check.
+        """
+        texts = {n: request_bytes(column).numpy() for n, column in zip(self.text_inputs, columns)}
+        examples = [tf.train.Example(features=tf.train.Features(feature={
+            n: tf.train.Feature(bytes_list=tf.train.BytesList(value=[texts[n][i]])) for n in self.text_inputs
+        })).SerializeToString() for i in range(len(columns[0]))]
+        # In a graph, as the signatures tokenize (KerasHub tokenizers return lists when eager).
+        tokenize = tf.function(lambda columns: self.token_ids_for([sanitize_text(c) for c in columns]),
+                               autograph=False)
+        token_ids = tokenize([tf.constant(texts[n]) for n in self.text_inputs])
+        return [
+            ("serving_default", {n: v[:1] for n, v in texts.items()}),
+            ("serving_default", texts),
+            ("serve_examples", {EXAMPLES_INPUT: tf.constant(examples).numpy()}),
+            ("serve_token_ids", {n: tf.cast(token_ids[n], tf.int32).numpy() for n in self.token_inputs}),
+        ]
+
+    def run_request(self, signature, inputs):
+        """Outputs (numpy) of one `requests()` entry in memory."""
+        function = {"serving_default": self.serve, "serve_examples": self.serve_examples,
+                    "serve_token_ids": self.serve_token_ids}[signature]
+        argument = inputs[EXAMPLES_INPUT] if signature == "serve_examples" else inputs
+        return {k: v.numpy() for k, v in function(argument).items()}
 
 
 def sanitize_text(text):
@@ -42,7 +104,7 @@ EDGE_CASE_TEXTS = ("", "x " * 2000, "caf\udce9 \udcff\udcfe ok")
 
 def request_bytes(texts):
     """A string tensor of the bytes a client would send for `texts` (surrogate escapes become raw bytes)."""
-    return tf.constant([t.encode("utf-8", "surrogateescape") for t in texts])
+    return tf.constant([t.encode("utf-8", "surrogateescape") if isinstance(t, str) else t for t in texts])
 
 
 def token_features(preprocessor, inputs):
@@ -50,12 +112,3 @@ def token_features(preprocessor, inputs):
     features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
     features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
     return trim_to_longest_row(features, "padding_mask")
-
-
-def save_with_metadata(module, path, metadata):
-    """Writes `module` (signature `serving_default`: `module.serve`) plus assets.extra/tflm_model.json."""
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    extra = os.path.join(path, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    with tf.io.gfile.GFile(os.path.join(extra, METADATA_FILE), "w") as f:
-        json.dump(metadata, f, indent=1, ensure_ascii=False)

@@ -4,26 +4,37 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
 from tflm.errors import UserError
+from tflm.export import warmup_requests
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fresh_process_check.py")
 
 
-def run_in_fresh_process(export_dir, signature, inputs, timeout=600):
-    """Runs `signature` of `export_dir` in a new Python that never imports tflm.
+def run_in_fresh_process(export_dir, requests=(), timeout=600):
+    """Replays the export's warmup records, then `requests`, in a new Python that never imports tflm.
 
-    Returns {"session": outputs, "tf2": outputs, "tflm_imported": bool}.
+    Args:
+      requests: (signature, inputs) pairs, inputs mapping names to numpy arrays.
+
+    Returns {"replies": [{"signature", "session", "tf2"}, ...], "tflm_imported": bool},
+    one reply per warmup record, then one per request.
     """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # The script's folder would otherwise be sys.path[0]; keep tflm unreachable.
     env.pop("PYTHONPATH", None)
-    completed = subprocess.run(
-        [sys.executable, _SCRIPT, export_dir, signature, json.dumps(inputs)],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=os.path.dirname(export_dir) or ".",
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        record_files = []
+        if requests:
+            record_files.append(os.path.join(scratch, "requests.tfrecord"))
+            warmup_requests.write_requests(record_files[0], "check", requests)
+        completed = subprocess.run(
+            [sys.executable, _SCRIPT, export_dir, *record_files],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch,
+        )
     for line in completed.stdout.splitlines():
         if line.startswith("FRESH_PROCESS_RESULT "):
             return json.loads(line[len("FRESH_PROCESS_RESULT "):])
@@ -31,30 +42,37 @@ def run_in_fresh_process(export_dir, signature, inputs, timeout=600):
     raise UserError(f"export {export_dir}: loading it in a fresh process failed: {tail}")
 
 
-def verify_export(export_dir, signature, inputs, expected, atol=1e-4):
+def _differs(got, want, atol):
+    want = np.asarray(want)
+    if want.dtype.kind == "f":
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != want.shape:
+            return f"shape {got.shape} instead of {want.shape}"
+        diff = float(np.max(np.abs(got - want))) if want.size else 0.0
+        return None if diff < atol else f"differs from the in-memory model by {diff:.3g} (limit {atol})"
+    if want.dtype.kind in ("S", "O"):
+        want = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in want.ravel()])
+    return None if np.asarray(got).ravel().tolist() == want.ravel().tolist() else "differs"
+
+
+def verify_export(export_dir, requests, expected, atol=1e-4):
     """Raises UserError unless both loaders reproduce `expected`.
 
-    `expected` maps output names to arrays from the in-memory model; float
-    outputs must agree within `atol`, others exactly.
+    `expected` holds, for each warmup record and then each of `requests`, the
+    in-memory model's outputs; float outputs must agree within `atol`,
+    others exactly.
     """
-    result = run_in_fresh_process(export_dir, signature, inputs)
+    result = run_in_fresh_process(export_dir, requests)
     if result["tflm_imported"]:
         raise UserError(f"export {export_dir}: the check process imported tflm")
-    for loader in ("session", "tf2"):
-        for name, want in expected.items():
-            got = result[loader].get(name)
-            if got is None:
-                raise UserError(f"export {export_dir}: {loader} loader gives no output {name!r}")
-            want = np.asarray(want)
-            if want.dtype.kind == "f":
-                diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want))) if want.size else 0.0
-                if not diff < atol:
-                    raise UserError(
-                        f"export {export_dir}: {loader} loader output {name!r} differs from the "
-                        f"in-memory model by {diff:.3g} (limit {atol})"
-                    )
-            elif np.asarray(got).ravel().tolist() != [
-                v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in want.ravel().tolist()
-            ]:
-                raise UserError(f"export {export_dir}: {loader} loader output {name!r} differs")
+    if len(result["replies"]) != len(expected):
+        raise UserError(f"export {export_dir}: {len(result['replies'])} replies to {len(expected)} requests")
+    for index, (reply, want) in enumerate(zip(result["replies"], expected)):
+        for loader in ("session", "tf2"):
+            for name, value in want.items():
+                got = reply[loader].get(name)
+                problem = "is missing" if got is None else _differs(got, value, atol)
+                if problem:
+                    raise UserError(f"export {export_dir}: request {index} ({reply['signature']}): {loader} "
+                                    f"loader output {name!r} {problem}")
     return result

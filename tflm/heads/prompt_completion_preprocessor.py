@@ -72,9 +72,27 @@ class PromptCompletionPreprocessor(keras.layers.Layer):
                     "padding_mask": tf.sequence_mask(total, length, tf.int32)[:, :-1]}
         return features, packed[:, 1:], tf.cast(learned, tf.int32)
 
+    # Inputs of the export's token-id signature: packed `[start] prompt [sep]`
+    # ids, left-aligned, and their mask (what `encode_prompt_ids` returns).
+    prompt_id_inputs = ("token_ids", "padding_mask")
+
+    def encode_prompt_ids(self, texts):
+        """Packed prompts as a client that tokenizes itself sends them (int32, padded to the longest)."""
+        prompts = self._prompts(self.source_tokenizer(texts))
+        return {"token_ids": prompts.to_tensor(default_value=self.special_tokens.pad_id),
+                "padding_mask": tf.sequence_mask(prompts.row_lengths(), dtype=tf.int32)}
+
+    def prompts_from_ids(self, inputs):
+        """`encode_prompt_ids`-style inputs to generation features."""
+        lengths = tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.int32), axis=1)
+        return self._generation_features(tf.RaggedTensor.from_tensor(tf.cast(inputs["token_ids"], tf.int32),
+                                                                     lengths=lengths))
+
     def encode_prompts(self, texts):
         """`[start] prompt [sep]` padded with room for `max_target_length` generated tokens."""
-        prompts = self._prompts(self.source_tokenizer(texts))
+        return self._generation_features(self._prompts(self.source_tokenizer(texts)))
+
+    def _generation_features(self, prompts):
         lengths = tf.cast(prompts.row_lengths(), tf.int32)
         length = tf.reduce_max(lengths) + self.max_target_length
         # The slots to generate into must not hold the end id: KerasHub's

@@ -22,7 +22,8 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
     The interface every seq2seq route's preprocessor offers (see also
     `PromptCompletionPreprocessor`): `source_tokenizer` / `target_tokenizer`,
     `pack_pairs` and `sequence_groups` for training, `encode_prompts`,
-    `generate` and `decode_targets` for generation.
+    `generate` and `decode_targets` for generation, `prompt_id_inputs`,
+    `encode_prompt_ids` and `prompts_from_ids` for the token-id signature.
     """
 
     sequence_groups = (
@@ -75,6 +76,14 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
     def encode_prompts(self, texts):
         """Encoder features for generation, cut to the batch's longest source."""
         return trim_to_longest_row(self.encode_sources(texts), "encoder_padding_mask")
+
+    # Inputs of the export's token-id signature: the packed encoder input.
+    prompt_id_inputs = ("encoder_token_ids", "encoder_padding_mask")
+    encode_prompt_ids = encode_prompts
+
+    def prompts_from_ids(self, inputs):
+        """`encode_prompt_ids`-style inputs to generation features."""
+        return {k: tf.cast(inputs[k], tf.int32) for k in self.prompt_id_inputs}
 
     def generate(self, model, features, config):
         """Generated target ids [B, max_length] for `encode_prompts` features (greedy or beam search)."""

@@ -188,9 +188,10 @@ class Seq2SeqTask:
             for source, reference, prediction in zip(examples.sources, examples.targets, predictions)))
 
     # -- export --------------------------------------------------------------
-    def export(self, model, preprocessor, export_root, name, sample_sources, metadata, version=0):
-        # Edge cases the signature must survive, checked on every export.
-        samples = list(sample_sources[:6]) + list(export.EDGE_CASE_TEXTS)
-        return export.export_seq2seq(model, preprocessor, self.config.decoding, export_root, name, samples,
-                                     metadata, version)
+    def export(self, model, preprocessor, target, sample_sources, metadata):
+        """Publishes a string-to-string SavedModel at `target` (an `ExportTarget`); returns the version folder."""
+        metadata = dict(metadata, decoding=dataclasses.asdict(self.config.decoding),
+                        max_source_length=self.config.max_source_length,
+                        max_target_length=self.config.max_target_length)
+        return export.export_seq2seq(model, preprocessor, self.config.decoding, target, list(sample_sources), metadata)
 

@@ -162,12 +162,9 @@ class TextClassificationTask:
         } for i, row in enumerate(probabilities)))
 
     # -- export --------------------------------------------------------------
-    def export(self, model, preprocessor, label_vocabulary, export_root, name, sample_examples, metadata,
-               version=0):
-        samples = [list(column[:8]) for column in sample_examples.texts]
-        # Edge cases the signature must survive, checked on every export.
-        samples = [column + list(export.EDGE_CASE_TEXTS) for column in samples]
+    def export(self, model, preprocessor, label_vocabulary, target, sample_examples, metadata):
+        """Publishes a raw-text SavedModel at `target` (an `ExportTarget`); returns the version folder."""
         return export.export_text_classifier(
-            model, preprocessor, label_vocabulary.names, export_root, name, samples,
-            sentence_pair=self.config.sentence_pair, metadata=metadata, version=version,
-        )
+            model, preprocessor, label_vocabulary.names, target, [list(c) for c in sample_examples.texts],
+            sentence_pair=self.config.sentence_pair,
+            metadata=dict(metadata, max_seq_length=self.config.max_seq_length))
