@@ -48,6 +48,9 @@ flags.DEFINE_integer("max_seq_length", 128, "Tokens per example (longer inputs a
                      lower_bound=8)
 flags.DEFINE_enum("pooling", "mean", list(POOLINGS), "Sentence vector: masked mean, first token, or "
                   "the backbone's pooler.")
+flags.DEFINE_enum("padding", "dynamic", ["dynamic", "max_length"], "Training batches: dynamic: grouped by "
+                  "length and cut to their longest row (fast on CPU/GPU); max_length: every batch padded to "
+                  "--max_seq_length (static shapes, e.g. for TPUs).")
 flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer.", lower_bound=0.0, upper_bound=0.99)
 common_flags.define_data_flags(["csv", "tsv", "jsonl"], "a missing column, empty text or unknown label")
 common_flags.define_mode_flag()
@@ -188,7 +191,7 @@ def main(argv):
     if training_run:
         final_evaluation = common_flags.train_from_flags(
             model, task.loss, strategy, precision, model_dir, task.build_inputs(train_examples, labels, preprocessor),
-            evaluate)
+            evaluate, pad_to_length=FLAGS.max_seq_length if FLAGS.padding == "max_length" else 0)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 

@@ -78,6 +78,8 @@ def define_runtime_flags():
     flags.DEFINE_enum("precision", "auto", runtime.PRECISIONS,
                       "Dtype policy. auto: mixed_bfloat16 where the device has fast bf16 "
                       "(this CPU, TPU, Ampere+ GPU), else float32/mixed_float16. Heads stay float32.")
+    flags.DEFINE_enum("jit_compile", "auto", runtime.JIT_COMPILE, "XLA-compile the training step. auto: "
+                      "off on CPU (slower there, measured) and on GPU (not measured here); TPUs always compile.")
     flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and data order.")
     flags.DEFINE_boolean("deterministic", False, "Use deterministic kernels too, so two runs with "
                          "the same flags on one machine give identical weights and metrics.")
@@ -176,7 +178,7 @@ def data_sources(demo_train, demo_eval):
     return FLAGS.train_data, FLAGS.eval_data or FLAGS.train_data
 
 
-def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_inputs, evaluate):
+def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_inputs, evaluate, pad_to_length=0):
     """Trains `model` with the training flags, resuming from `model_dir`.
 
     `evaluate()` returns (metrics dict, per-example outputs). Returns the last
@@ -190,7 +192,7 @@ def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_input
         checkpoint_every_steps=FLAGS.checkpoint_every_steps, eval_every_steps=FLAGS.eval_every_steps,
         keep_checkpoints=FLAGS.keep_checkpoints, best_metric=FLAGS.best_metric,
         early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
-        on_nan=FLAGS.on_nan,
+        on_nan=FLAGS.on_nan, jit_compile=runtime.resolve_jit_compile(FLAGS.jit_compile, strategy),
     )
     with strategy.scope():
         optimizer = training.create_optimizer(
@@ -210,7 +212,7 @@ def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_input
     trainer.restore()
     save_run_flags(model_dir)
     start = time.time()
-    trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed))
+    trainer.train(train_inputs.training(FLAGS.batch_size, FLAGS.seed, pad_to_length=pad_to_length))
     logging.info("Training took %.1fs", time.time() - start)
     return latest[0] if trainer.best_is_last_evaluation else None
 

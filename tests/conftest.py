@@ -37,7 +37,7 @@ def tiny_vocabulary():
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(words)
 
 
-def make_tiny_bert_preset(directory, num_layers=2, hidden_dim=16, seed=0):
+def make_tiny_bert_preset(directory, num_layers=2, hidden_dim=16, seed=0, dropout=0.1):
     """Saves a randomly initialised BERT + tokenizer as a KerasHub preset."""
     import keras_hub
 
@@ -45,7 +45,7 @@ def make_tiny_bert_preset(directory, num_layers=2, hidden_dim=16, seed=0):
     vocabulary = tiny_vocabulary()
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=num_layers, num_heads=2,
-        hidden_dim=hidden_dim, intermediate_dim=2 * hidden_dim, max_sequence_length=128,
+        hidden_dim=hidden_dim, intermediate_dim=2 * hidden_dim, max_sequence_length=128, dropout=dropout,
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=32)
@@ -82,14 +82,15 @@ def run_module(module, *args, cwd=None, timeout=600, env=None):
 
 
 def tiny_classifier_trainer(tiny_preset, model_dir, freeze="", train_steps=6, steps_per_epoch=3, evaluate=None,
-                            **trainer_kwargs):
+                            dropout=0.1, **trainer_kwargs):
     """A tiny classifier on the demo data with its trainer.
 
     `evaluate(step, real_evaluate)` may replace evaluation (to script metrics
     or simulate a crash).
     """
     keras.utils.set_random_seed(1)
-    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, freeze=freeze, max_seq_length=32))
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, freeze=freeze, max_seq_length=32,
+                                                           dropout=dropout))
     train = task.read_examples(demo.SENTIMENT_TRAIN, "train")
     labels = task.label_vocabulary(train)
     evaluation = task.read_examples(demo.SENTIMENT_DEV, "validation", labels)

@@ -164,3 +164,22 @@ def test_predict_cli_errors_name_the_problem(exported, args, message):
     assert result.returncode == 1
     assert f"error: {message.format(root=root)}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_generated_rows_must_agree_and_float_outputs_must_match(monkeypatch):
+    from tflm.export import verification
+
+    def fake_replies(got):
+        return lambda path, requests: {"tflm_imported": False, "replies": [
+            {"signature": "serving_default", "session": got, "tf2": got}]}
+
+    want = [{"output_text": np.array([b"a", b"b", b"c", b"d"]), "score": np.array([0.5])}]
+    three_of_four = {"output_text": ["a", "b", "c", "x"], "score": [0.5]}
+    monkeypatch.setattr(verification, "run_in_fresh_process", fake_replies(three_of_four))
+    verification.verify_export("e", [], want, min_row_agreement=0.75)
+    with pytest.raises(UserError, match="differs from the in-memory model in 1 of 4 rows"):
+        verification.verify_export("e", [], want)
+    monkeypatch.setattr(verification, "run_in_fresh_process",
+                        fake_replies({"output_text": ["a", "b", "c", "d"], "score": [0.6]}))
+    with pytest.raises(UserError, match="'score' differs from the in-memory model by 0.1"):
+        verification.verify_export("e", [], want, min_row_agreement=0.75)

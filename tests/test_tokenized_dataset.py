@@ -35,6 +35,19 @@ def test_training_batches_are_bucketed_and_bounded(tiny_preset):
     assert shapes == {16, 32}  # Short and long rows never share a batch.
 
 
+def test_static_padding_gives_one_shape_and_the_same_rows(tiny_preset):
+    pre = _preprocessor(tiny_preset)
+    texts = ["the film"] * 20 + [" ".join(["the film"] * 15)] * 20
+    dataset = TokenizedDataset(tokenize(pre, [texts]), np.arange(40))
+    seen = []
+    for features, labels in dataset.training(batch_size=8, seed=1, pad_to_length=64).take(10):
+        assert features["token_ids"].shape == (8, 64) and features["padding_mask"].shape == (8, 64)
+        for row, label in zip(features["padding_mask"].numpy(), labels.numpy()):
+            assert row.sum() == dataset.lengths[label]  # Each row keeps its own tokens, padded after them.
+        seen.extend(labels.numpy().tolist())
+    assert sorted(seen[:40]) == list(range(40))  # An epoch is every row once.
+
+
 def test_training_order_is_seeded(tiny_preset):
     pre = _preprocessor(tiny_preset)
     dataset = TokenizedDataset(tokenize(pre, [[f"the film {'joy ' * (i % 5)}" for i in range(50)]]), np.arange(50))

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import tiny_classifier_trainer, weights
+from tests.conftest import make_tiny_bert_preset, tiny_classifier_trainer, weights
 from tflm.errors import TrainingDiverged, UserError
 from tflm.training.optimization import WarmupLinearDecay, create_optimizer
-from tflm.training.runtime import get_distribution_strategy, resolve_precision
+from tflm.training.runtime import get_distribution_strategy, resolve_jit_compile, resolve_precision
 
 
 def test_warmup_then_linear_decay():
@@ -81,10 +81,34 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_preset, tmp_path):
     resumed.train(dataset)
     stats = json.load(open(tmp_path / "run" / "train_stats.json"))
     assert stats["steps"] == 6  # Steps 3..8: resumed at 2, not from zero.
+    assert len(stats["rss_mb_at_epoch_end"]) == 2 and min(stats["rss_mb_at_epoch_end"]) > 100  # Steps 4 and 8.
+    assert stats["peak_rss_mb"] >= max(stats["rss_mb_at_epoch_end"])
     assert int(resumed.optimizer.iterations.numpy()) == 8
     expected = weights(reference.model)
     for path, value in weights(resumed.model).items():
         np.testing.assert_allclose(value, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)
+
+
+def test_xla_compiled_step_trains_like_the_default_step(tmp_path):
+    # Without dropout: XLA draws different random numbers (another RNG algorithm), so only then are runs comparable.
+    preset = make_tiny_bert_preset(str(tmp_path / "preset"), dropout=0.0)
+    default, dataset = tiny_classifier_trainer(preset, tmp_path / "default", train_steps=4, steps_per_epoch=4,
+                                               dropout=0.0)
+    default.train(dataset)
+    compiled, dataset = tiny_classifier_trainer(preset, tmp_path / "xla", train_steps=4, steps_per_epoch=4,
+                                                dropout=0.0, jit_compile=True)
+    compiled.train(dataset)
+    expected = weights(default.model)
+    moved = 0
+    for path, value in weights(compiled.model).items():
+        np.testing.assert_allclose(value, expected[path], rtol=1e-3, atol=1e-5, err_msg=path)
+    initial, _ = tiny_classifier_trainer(preset, tmp_path / "initial", dropout=0.0)
+    for path, value in weights(initial.model).items():
+        moved += not np.allclose(value, expected[path])
+    assert moved > 10  # Training changed the weights, so the comparison means something.
+    assert resolve_jit_compile("auto", tf.distribute.get_strategy()) is False
+    with pytest.raises(UserError, match="--jit_compile=yes"):
+        resolve_jit_compile("yes", tf.distribute.get_strategy())
 
 
 def test_early_stopping_restores_best_weights(tiny_preset, tmp_path):

@@ -21,8 +21,8 @@ class MaskedLMDataset(TokenizedDataset):
         self.masking = masking
         self.eval_seed = eval_seed
 
-    def training(self, batch_size, seed, bucket_width=16):
-        return self._masked(super().training(batch_size, seed, bucket_width), seed)
+    def training(self, batch_size, seed, bucket_width=16, pad_to_length=0):
+        return self._masked(super().training(batch_size, seed, bucket_width, pad_to_length), seed)
 
     def evaluation(self, batch_size, bucket_width=16):
         return self._masked(super().evaluation(batch_size, bucket_width), self.eval_seed)

@@ -117,8 +117,14 @@ class TokenizedDataset:
     def __len__(self):
         return len(self.lengths)
 
-    def training(self, batch_size, seed, bucket_width=16):
-        """An endless shuffled, length-bucketed stream of batches."""
+    def training(self, batch_size, seed, bucket_width=16, pad_to_length=0):
+        """An endless shuffled, length-bucketed stream of batches.
+
+        pad_to_length: instead of bucketing, pad every batch to this many
+          tokens (static shapes, e.g. for TPUs); single-group data only.
+        """
+        if pad_to_length:
+            return self._static_training(batch_size, seed, pad_to_length)
         features = {k: tf.constant(v) for k, v in self.features.items()}
         targets = tf.nest.map_structure(tf.constant, self.targets)
         lengths = tf.constant(self.lengths.astype(np.int32))
@@ -138,6 +144,15 @@ class TokenizedDataset:
         )
         dataset = dataset.map(lambda x, y, length: (x, y))
         dataset = dataset.map(_trim_batch(self.groups, bucket_width))
+        return dataset.prefetch(tf.data.AUTOTUNE).with_options(_distribute_options())
+
+    def _static_training(self, batch_size, seed, length):
+        if len(self.groups) != 1 or isinstance(self.targets, dict):
+            raise ValueError("static padding is for single-sequence data (classification)")
+        features = {k: np.pad(v, [(0, 0), (0, max(0, length - v.shape[1]))])[:, :length]
+                    for k, v in self.features.items()}
+        dataset = tf.data.Dataset.from_tensor_slices((features, self.targets)).shuffle(
+            len(self), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
         return dataset.prefetch(tf.data.AUTOTUNE).with_options(_distribute_options())
 
     def evaluation(self, batch_size, bucket_width=16):

@@ -76,7 +76,8 @@ def export_saved_model(module, target, sample_columns, metadata=None):
             json.dump(record, f, indent=1, ensure_ascii=False)
 
     def verify(path):
-        verification.verify_export(path, edge_cases, expected)
+        verification.verify_export(path, edge_cases, expected, atol=module.atol,
+                                   min_row_agreement=module.min_row_agreement)
 
     path = saved_model_versions.write_new_version(target.root, target.name, write, verify, target.version)
     model_server_config.update_config(target.root, target.config_base_path)

@@ -7,6 +7,7 @@ import sys
 import tempfile
 
 import numpy as np
+from absl import logging
 
 from tflm.errors import UserError
 from tflm.export import warmup_requests
@@ -42,37 +43,62 @@ def run_in_fresh_process(export_dir, requests=(), timeout=600):
     raise UserError(f"export {export_dir}: loading it in a fresh process failed: {tail}")
 
 
-def _differs(got, want, atol):
-    want = np.asarray(want)
-    if want.dtype.kind == "f":
-        got = np.asarray(got, dtype=np.float64)
-        if got.shape != want.shape:
-            return f"shape {got.shape} instead of {want.shape}"
-        diff = float(np.max(np.abs(got - want))) if want.size else 0.0
-        return None if diff < atol else f"differs from the in-memory model by {diff:.3g} (limit {atol})"
-    if want.dtype.kind in ("S", "O"):
-        want = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in want.ravel()])
-    return None if np.asarray(got).ravel().tolist() == want.ravel().tolist() else "differs"
+def _float_problem(got, want, atol):
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != want.shape:
+        return f"has shape {got.shape} instead of {want.shape}"
+    diff = float(np.max(np.abs(got - want))) if want.size else 0.0
+    return None if diff < atol else f"differs from the in-memory model by {diff:.3g} (limit {atol})"
 
 
-def verify_export(export_dir, requests, expected, atol=1e-4):
+def _rows(value):
+    """Per-example rows of a string or integer output, comparable across loaders."""
+    value = np.asarray(value)
+    if value.dtype.kind in ("S", "O"):
+        value = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value.ravel()])
+    return [np.asarray(row).ravel().tolist() for row in value]
+
+
+def verify_export(export_dir, requests, expected, atol=1e-4, min_row_agreement=1.0):
     """Raises UserError unless both loaders reproduce `expected`.
 
     `expected` holds, for each warmup record and then each of `requests`, the
-    in-memory model's outputs; float outputs must agree within `atol`,
-    others exactly.
+    in-memory model's outputs. Float outputs must agree within `atol`.
+    String and integer outputs are compared row by row (one row per example)
+    and at least `min_row_agreement` of all rows must be identical: below
+    1.0 for bfloat16 generation, where near-tied beams can break differently
+    under the Session loader's graph rewrites; rows that differ are logged.
     """
     result = run_in_fresh_process(export_dir, requests)
     if result["tflm_imported"]:
         raise UserError(f"export {export_dir}: the check process imported tflm")
     if len(result["replies"]) != len(expected):
         raise UserError(f"export {export_dir}: {len(result['replies'])} replies to {len(expected)} requests")
-    for index, (reply, want) in enumerate(zip(result["replies"], expected)):
-        for loader in ("session", "tf2"):
+    for loader in ("session", "tf2"):
+        rows = matching = 0
+        differing = []
+        for index, (reply, want) in enumerate(zip(result["replies"], expected)):
+            where = f"export {export_dir}: request {index} ({reply['signature']}): {loader} loader output"
             for name, value in want.items():
-                got = reply[loader].get(name)
-                problem = "is missing" if got is None else _differs(got, value, atol)
-                if problem:
-                    raise UserError(f"export {export_dir}: request {index} ({reply['signature']}): {loader} "
-                                    f"loader output {name!r} {problem}")
+                got, value = reply[loader].get(name), np.asarray(value)
+                if got is None:
+                    raise UserError(f"{where} {name!r} is missing")
+                if value.dtype.kind == "f":
+                    problem = _float_problem(got, value, atol)
+                    if problem:
+                        raise UserError(f"{where} {name!r} {problem}")
+                    continue
+                got_rows, want_rows = _rows(got), _rows(value)
+                if len(got_rows) != len(want_rows):
+                    raise UserError(f"{where} {name!r} has {len(got_rows)} rows instead of {len(want_rows)}")
+                for row, (a, b) in enumerate(zip(got_rows, want_rows)):
+                    rows, matching = rows + 1, matching + (a == b)
+                    if a != b:
+                        differing.append(f"request {index} {name!r} row {row}")
+        if rows and matching < min_row_agreement * rows:
+            raise UserError(f"export {export_dir}: {loader} loader output differs from the in-memory model in "
+                            f"{rows - matching} of {rows} rows ({', '.join(differing[:5])})")
+        if differing:
+            logging.warning("export %s: %s loader output differs in %d of %d rows (%s); allowed for bfloat16 "
+                            "generation", export_dir, loader, len(differing), rows, ", ".join(differing[:5]))
     return result

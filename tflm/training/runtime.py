@@ -191,6 +191,24 @@ def resolve_precision(precision, strategy):
     return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
 
 
+JIT_COMPILE = ("auto", "true", "false")
+
+
+def resolve_jit_compile(setting, strategy):
+    """Whether the training step is XLA-compiled; `auto` uses what measured fastest.
+
+    On CPU, XLA trained slower than TensorFlow's own kernels with oneDNN in
+    every setting measured (benchmarks/README.md, "Training throughput"); on
+    GPU it is not measured here, so it stays off unless asked for. TPU
+    programs are always compiled, whatever this says.
+    """
+    if setting not in JIT_COMPILE:
+        raise UserError(f"--jit_compile={setting}: expected one of {JIT_COMPILE}")
+    if setting != "auto":
+        return setting == "true"
+    return False
+
+
 def set_up_runtime(config):
     """Creates the strategy, seeds everything and sets Keras's dtype policy.
 

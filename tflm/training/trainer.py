@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import resource
 import signal
 import threading
 import time
@@ -43,6 +44,7 @@ class TrainerConfig:
     steps_per_loop: int = 1
     on_nan: str = "stop"  # NaN/Inf loss: "stop", or "rollback" to the last checkpoint.
     max_rollbacks: int = 3
+    jit_compile: bool = False  # XLA-compile the training step.
 
     @property
     def eval_interval(self):
@@ -108,6 +110,7 @@ class Trainer:
             # Batches passed over by NaN rollbacks; the data position is
             # step + skipped, so a resume lands where the run was.
             self._skipped_batches = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._rss_at_epoch_end = []  # Host memory after each epoch of this run, to spot leaks.
         # Steps of this process's latest and best evaluations (None: none yet).
         self._last_eval_step = self._best_eval_step = None
         # Dropout seed-generator states are model variables but not weights,
@@ -157,6 +160,10 @@ class Trainer:
             gradients = tape.gradient(scaled, variables)
             optimizer.apply_gradients(zip(gradients, variables))
             return loss
+
+        if self.config.jit_compile:
+            # The step only: the loop around it reads an iterator, which XLA cannot compile.
+            step_fn = tf.function(step_fn, jit_compile=True)
 
         @tf.function
         def train_loop(iterator, steps, stop_requested):
@@ -227,6 +234,8 @@ class Trainer:
                 if step > start_step:
                     timed_steps, timed_seconds = timed_steps + steps, timed_seconds + time.time() - call_start
                 step += steps
+                if step % config.steps_per_epoch == 0:
+                    self._rss_at_epoch_end.append(current_rss_mb())
                 if not math.isfinite(loss):
                     rollbacks += 1
                     step = self._roll_back(loss, step, checkpoint, manager, rollbacks)
@@ -288,7 +297,9 @@ class Trainer:
 
     def _write_train_stats(self, steps, timed_steps, seconds):
         stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
-                 "steps_per_second": timed_steps / seconds if timed_steps else None}
+                 "steps_per_second": timed_steps / seconds if timed_steps else None,
+                 "rss_mb_at_epoch_end": self._rss_at_epoch_end,
+                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         logging.info("Trained %d steps; steady state %.2f steps/s", steps, stats["steps_per_second"] or 0)
         run_files.write_json(os.path.join(self.model_dir, TRAIN_STATS_FILE), stats)
 
@@ -355,6 +366,15 @@ class Trainer:
         logging.info("Restored best weights from step %d (%s=%s)", best["step"],
                      self.config.best_metric, best["metrics"].get(self.config.best_metric))
         return best["metrics"]
+
+
+def current_rss_mb():
+    """This process's resident memory now (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
 
 
 class _StopRequests:

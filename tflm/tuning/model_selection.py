@@ -12,7 +12,7 @@ import os
 import tensorflow as tf
 
 from tflm.export.serving_latency import serving_latency
-from tflm.export.serving_module import METADATA_FILE
+from tflm.export.saved_model_export import METADATA_FILE
 from tflm.tuning import pipeline_runs
 
 
@@ -92,7 +92,7 @@ def evaluate_candidate(pipeline, backbone, pipeline_flags, work_dir, objective, 
         result.train_examples_per_second = steps_per_second and steps_per_second * batch_size
     versions = [v for v in tf.io.gfile.listdir(os.path.join(export_root, "candidate")) if v.strip("/").isdigit()]
     result.export_path = os.path.join(export_root, "candidate", max(versions, key=lambda v: int(v.strip("/"))))
-    with tf.io.gfile.GFile(os.path.join(result.export_path, "assets.extra", METADATA_FILE)) as f:
+    with tf.io.gfile.GFile(os.path.join(result.export_path, METADATA_FILE)) as f:
         result.parameters = json.load(f)["parameters"]
     result.savedmodel_mb = _directory_mb(result.export_path)
     result.p50_ms, result.p95_ms = serving_latency(result.export_path, latency_texts).values()

@@ -1,0 +1,150 @@
+"""Where a tflm training step spends its time: TensorFlow profiler, op time by category.
+
+  python benchmarks/profile_training.py --seq=64
+
+Builds the bundled-MiniLM classifier exactly as tflm-classify does (default
+precision), runs the tflm Trainer's compiled step on full-length batch-32
+rows, profiles `--steps` steps with `tf.profiler`, and sums the device time
+of every TensorFlow op on the host CPU by category (matmul, attention
+softmax, layer norm, GELU, dropout, optimizer, casts, ...). Writes
+benchmarks/results/profile_seq<N>.json and prints the table.
+"""
+
+import collections
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("seq", 64, "Sequence length (every row full length).")
+flags.DEFINE_integer("batch", 32, "Batch size.")
+flags.DEFINE_integer("steps", 5, "Profiled steps (after 3 warm-up steps).")
+flags.DEFINE_string("precision", "auto", "tflm --precision.")
+
+# First match wins; patterns are matched against "<op type>:<op name>".
+CATEGORIES = [
+    ("optimizer (AdamW, clipping)", r"adam|optimizer|clip|global_norm|Assign(Add|Sub)?Variable|ResourceApply"),
+    ("matmul (dense layers, attention)", r"^(_Mkl|_Fused)?(MatMul|BatchMatMul\w*|Einsum|_MklEinsum|_MklBatchMatMul\w*|Conv)"),
+    ("softmax", r"Softmax"),
+    ("layer norm", r"layer_norm|LayerNorm|FusedBatchNorm|Rsqrt|SquaredDifference|Mean"),
+    ("GELU / activations", r"Erf|Gelu|Tanh|Relu"),
+    ("dropout (random)", r"dropout|Stateless|Random|GreaterEqual|SelectV2"),
+    ("dtype casts", r"^Cast"),
+    ("embedding gather / scatter", r"Gather|Scatter|UnsortedSegmentSum|embedding"),
+    ("elementwise / other", r".*"),
+]
+
+
+def categorize(op_type, op_name):
+    key = f"{op_type}:{op_name}"
+    for category, pattern in CATEGORIES:
+        if re.search(pattern, key, flags=re.IGNORECASE):
+            return category
+    return "elementwise / other"
+
+
+def op_times(logdir):
+    """{(op type, op name): microseconds} over TensorFlow op events of the host trace."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))[-1]
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    totals = collections.Counter()
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        metadata = plane.event_metadata
+        for line in plane.lines:
+            if "TraceMe" in line.name or "Python" in line.name:
+                continue
+            for event in line.events:
+                name = metadata[event.metadata_id].name
+                # TF op events are named "op_name:OpType"; executor and Python trace events are not.
+                if ":" not in name or name.startswith(("Iterator", "tf_data", "ThreadPool")):
+                    continue
+                op_name, _, op_type = name.rpartition(":")
+                if not op_type or not op_type[0].isupper() or " " in op_type:
+                    continue
+                totals[(op_type, op_name)] += event.duration_ps / 1e6
+    return totals
+
+
+def main(argv):
+    del argv
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tflm import backbones
+    from tflm import training
+    from tflm.tasks import TextClassificationConfig
+    from tflm.tasks import TextClassificationTask
+    from tflm.training import runtime
+
+    strategy = tf.distribute.get_strategy()
+    precision = runtime.resolve_precision(FLAGS.precision, strategy)
+    keras.config.set_dtype_policy(precision)
+    keras.utils.set_random_seed(0)
+    task = TextClassificationTask(TextClassificationConfig(max_seq_length=FLAGS.seq))
+    backbone, _ = backbones.load_backbone(task.config.backbone)
+    model = task.build_model(backbone, 2)
+    rows = np.random.default_rng(0).integers(1000, 30000, (FLAGS.batch, FLAGS.seq)).astype(np.int32)
+    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows),
+                "padding_mask": tf.ones_like(rows)}
+    batch = (features, tf.constant(np.arange(FLAGS.batch) % 2, tf.int32))
+    dataset = tf.data.Dataset.from_tensors(batch).repeat()
+    steps = 3 + FLAGS.steps + 1000
+    optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
+    config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
+    trainer = training.Trainer(model, optimizer, task.loss, strategy, tempfile.mkdtemp(), config, lambda: ({}, None))
+    train_loop = trainer._make_train_loop()  # The pipeline's compiled step, without checkpoints and evaluation.
+    iterator = iter(dataset)
+    for _ in range(3):
+        train_loop(iterator, tf.constant(1), tf.constant(0.0))
+    start = time.perf_counter()
+    train_loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
+    unprofiled = (time.perf_counter() - start) / FLAGS.steps
+    logdir = tempfile.mkdtemp()
+    tf.profiler.experimental.start(logdir)
+    train_loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
+    tf.profiler.experimental.stop()
+    totals = op_times(logdir)
+    by_category = collections.Counter()
+    for (op_type, op_name), micros in totals.items():
+        by_category[categorize(op_type, op_name)] += micros
+    op_total = sum(by_category.values())
+    result = {
+        "seq": FLAGS.seq, "batch": FLAGS.batch, "precision": precision,
+        "step_ms_unprofiled": unprofiled * 1000,
+        "op_ms_per_step": op_total / 1000 / FLAGS.steps,
+        "categories_ms_per_step": {k: v / 1000 / FLAGS.steps for k, v in by_category.most_common()},
+        "top_op_types_ms_per_step": {
+            t: v / 1000 / FLAGS.steps for t, v in collections.Counter(
+                {t: sum(m for (ty, _), m in totals.items() if ty == t) for t in {ty for ty, _ in totals}}
+            ).most_common(15)},
+    }
+    print(f"step {result['step_ms_unprofiled']:.0f} ms unprofiled; summed op time {result['op_ms_per_step']:.0f} ms "
+          "per step (ops on two cores overlap, so the sum can exceed the step)")
+    print("| category | ms / step | share of op time |\n|---|---|---|")
+    for category, ms in result["categories_ms_per_step"].items():
+        print(f"| {category} | {ms:.1f} | {100 * ms / result['op_ms_per_step']:.1f}% |")
+    print("\ntop op types:", ", ".join(f"{t} {ms:.1f}" for t, ms in result["top_op_types_ms_per_step"].items()))
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"profile_seq{FLAGS.seq}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
