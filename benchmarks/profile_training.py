@@ -33,7 +33,7 @@ flags.DEFINE_string("precision", "auto", "tflm --precision.")
 # First match wins; patterns are matched against "<op type>:<op name>".
 CATEGORIES = [
     ("optimizer (AdamW, clipping)", r"adam|optimizer|clip|global_norm|Assign(Add|Sub)?Variable|ResourceApply"),
-    ("matmul (dense layers, attention)", r"^(_Mkl|_Fused)?(MatMul|BatchMatMul\w*|Einsum|_MklEinsum|_MklBatchMatMul\w*|Conv)"),
+    ("matmul (dense layers, attention)", r"^_?(Mkl)?(Native)?(Fused)?(MatMul|BatchMatMul|Einsum|Conv)"),
     ("softmax", r"Softmax"),
     ("layer norm", r"layer_norm|LayerNorm|FusedBatchNorm|Rsqrt|SquaredDifference|Mean"),
     ("GELU / activations", r"Erf|Gelu|Tanh|Relu"),
@@ -74,7 +74,8 @@ def op_times(logdir):
                 if ":" not in name or name.startswith(("Iterator", "tf_data", "ThreadPool")):
                     continue
                 op_name, _, op_type = name.rpartition(":")
-                if not op_type or not op_type[0].isupper() or " " in op_type:
+                # Executor events ("ExecutorState::Process") are not ops; oneDNN ops start with "_Mkl".
+                if "::" in name or not re.fullmatch(r"_?[A-Z]\w*", op_type):
                     continue
                 totals[(op_type, op_name)] += event.duration_ps / 1e6
     return totals

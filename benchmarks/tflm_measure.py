@@ -97,7 +97,9 @@ def decode():
     config = generation.DecodingConfig("beam" if FLAGS.beams > 1 else "greedy", beam_size=max(FLAGS.beams, 1),
                                        max_length=FLAGS.length)
     features = preprocessor.encode_prompts(tf.constant(_texts()[:FLAGS.batch]))
-    run = tf.function(lambda ids, mask: generation.generate(model, ids, mask, tokens, config))
+    # Batch and length left open, as in the exported signature.
+    run = tf.function(lambda ids, mask: generation.generate(model, ids, mask, tokens, config),
+                      input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
     run(features["encoder_token_ids"], features["encoder_padding_mask"]).numpy()
     times = []
     for _ in range(FLAGS.repeats):
