@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import RESULTS_DIR  # noqa: E402
 from benchmarks.common import latest_export  # noqa: E402
 from benchmarks.common import run_pipeline  # noqa: E402
+from tflm.export import verification  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "/tmp/tflm_bench/export_serving", "Model dirs and exports.")
@@ -77,12 +78,6 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
 print("TIMINGS " + json.dumps(timings))
 """
 
-_SHOW = ("import sys, tensorflow_text\n"
-         "from tensorflow.python.tools import saved_model_cli\n"
-         "sys.argv = ['saved_model_cli', 'show', '--dir', sys.argv[1], '--all']\n"
-         "saved_model_cli.main()\n")
-
-
 def folder_mb(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files) / 1e6
 
@@ -95,13 +90,6 @@ def timed_load(export, text, warmup):
     if line is None:
         raise SystemExit(f"timing {export} failed: {result.stderr[-2000:]}")
     return json.loads(line[len("TIMINGS "):])
-
-
-def listing(export):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run([sys.executable, "-c", _SHOW, export], capture_output=True, text=True, env=env,
-                            timeout=600)
-    return result.stdout
 
 
 def measure(pipeline):
@@ -121,7 +109,7 @@ def measure(pipeline):
 
     os.makedirs(os.path.join(RESULTS_DIR, "export_listings"), exist_ok=True)
     with open(os.path.join(RESULTS_DIR, "export_listings", f"{EXPORT_NAMES[pipeline]}.txt"), "w") as f:
-        f.write(listing(export))
+        f.write(verification.saved_model_cli_show(export))
     return {
         "pipeline": pipeline, "backbone": metadata["backbone"], "parameters": metadata["parameters"],
         "signatures": sorted(metadata["signatures"]),

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from tests.conftest import child_env
+from tflm.export import verification
 
 # Runs in a fresh Python: the Session loader (TF Serving's path) replays every
 # warmup record, each parsed as PredictionLog -> PredictRequest.
@@ -34,12 +35,6 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
 print("REPLIES " + json.dumps(replies))
 """
 
-_SHOW = ("import sys, tensorflow_text\n"
-         "from tensorflow.python.tools import saved_model_cli\n"
-         "sys.argv = ['saved_model_cli', 'show', '--dir', sys.argv[1], '--all']\n"
-         "saved_model_cli.main()\n")
-
-
 def replay_warmup_requests(export_path):
     """[{model, signature, batch, output_batch, outputs}] for each warmup record, from a fresh process."""
     result = subprocess.run([sys.executable, "-c", _REPLAY, export_path], capture_output=True, text=True,
@@ -51,11 +46,8 @@ def replay_warmup_requests(export_path):
 
 def saved_model_cli_signatures(export_path):
     """{signature: {"inputs": {name: DT_...}, "outputs": {name: DT_...}}} parsed from `saved_model_cli show --all`."""
-    result = subprocess.run([sys.executable, "-c", _SHOW, export_path], capture_output=True, text=True,
-                            env=child_env(), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
     signatures = {}
-    for block in re.split(r"\nsignature_def\['", result.stdout)[1:]:
+    for block in re.split(r"\nsignature_def\['", verification.saved_model_cli_show(export_path))[1:]:
         name = block[:block.index("'")]
         inputs, _, outputs = block.partition("contains the following output(s):")
         signatures[name] = {

@@ -43,6 +43,23 @@ def run_in_fresh_process(export_dir, requests=(), timeout=600):
     raise UserError(f"export {export_dir}: loading it in a fresh process failed: {tail}")
 
 
+_SHOW = ("import sys, tensorflow_text\n"  # The graphs' tokenizer ops must be registered first.
+         "from tensorflow.python.tools import saved_model_cli\n"
+         "sys.argv = ['saved_model_cli', 'show', '--dir', sys.argv[1], '--all']\n"
+         "saved_model_cli.main()\n")
+
+
+def saved_model_cli_show(export_dir, timeout=600):
+    """The text of `saved_model_cli show --dir export_dir --all`, run in a fresh process with tensorflow-text."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run([sys.executable, "-c", _SHOW, export_dir], capture_output=True, text=True,
+                               timeout=timeout, env=env)
+    if completed.returncode:
+        tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"export {export_dir}: saved_model_cli show failed: {tail}")
+    return completed.stdout
+
+
 def _float_problem(got, want, atol):
     got = np.asarray(got, dtype=np.float64)
     if got.shape != want.shape:
