@@ -228,6 +228,18 @@ def test_beam_search_finds_at_least_the_greedy_log_prob(tiny_seq2seq):
         assert beam >= greedy - 1e-4
 
 
+def test_beam_search_in_a_function_traced_with_a_static_batch(tiny_seq2seq):
+    """Reordering beams leaves the cache's batch size unknown; the loop must allow that."""
+    task, model, preprocessor = tiny_seq2seq
+    features = _trained(task, model, preprocessor, steps=2)
+    ids, mask = features["encoder_token_ids"], features["encoder_padding_mask"]
+    config = generation.DecodingConfig("beam", beam_size=3, max_length=6)
+    tokens = preprocessor.special_tokens
+    traced = tf.function(lambda i, m: generation.generate(model, i, m, tokens, config))(ids, mask)
+    assert ids.shape[0] is not None and traced.shape == (ids.shape[0], 6)
+    np.testing.assert_array_equal(traced, generation.generate(model, ids, mask, tokens, config))
+
+
 def test_generation_is_batch_invariant_and_pads_after_the_end(tiny_seq2seq):
     task, model, preprocessor = tiny_seq2seq
     _trained(task, model, preprocessor)

@@ -53,6 +53,11 @@ def _decoder_prompt(batch, tokens, total_length):
     return tf.concat([prompt, padding], axis=1)
 
 
+def _any_batch(cache):
+    """The cache's shape with the batch dimension left open: reordering beams loses the static size."""
+    return tf.TensorShape([None]).concatenate(cache.shape[1:])
+
+
 def _step_log_probs(logits):
     return tf.nn.log_softmax(tf.cast(logits[:, -1, :], tf.float32), axis=-1)
 
@@ -105,7 +110,7 @@ def _greedy(model, hidden, encoder_mask, logits, self_cache, cross_cache, tokens
     _, output, _, _, _ = tf.while_loop(
         cond, body, (tf.constant(0), output, finished, logits, self_cache),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, max_length]), tf.TensorShape([None]),
-                          tf.TensorShape([None, None, None]), self_cache.shape),
+                          tf.TensorShape([None, None, None]), _any_batch(self_cache)),
     )
     return output
 
@@ -147,7 +152,7 @@ def _beam(model, hidden, encoder_mask, logits, self_cache, cross_cache, tokens, 
         cond, body, (tf.constant(0), output, finished, lengths, scores, logits, self_cache),
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, max_length]), tf.TensorShape([None]),
                           tf.TensorShape([None]), tf.TensorShape([None, beams]),
-                          tf.TensorShape([None, None, None]), self_cache.shape),
+                          tf.TensorShape([None, None, None]), _any_batch(self_cache)),
     )
     normalized = scores / tf.pow(tf.cast(tf.reshape(tf.maximum(lengths, 1), [batch, beams]), tf.float32),
                                  config.length_penalty)
