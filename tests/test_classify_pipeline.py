@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import run_module
 from tests.serving_checks import assert_serving_grade
+from tflm.training import runtime
 
 
 def classify(*args, **kwargs):
@@ -41,6 +42,7 @@ def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
     metadata = json.load(open(export / "assets.extra" / "tflm_model.json"))
     assert metadata["labels"] == ["negative", "positive"] and metadata["max_seq_length"] == 32
     assert metadata["eval_metrics"]["accuracy"] == report["accuracy"] and metadata["precision"] == "float32"
+    assert metadata["float32_max_batch"] == 0  # A float32 model needs no float32 path.
     assert metadata["training_flags"]["freeze"] == "embeddings" and metadata["training_flags"]["train_steps"] == 6
     assert metadata["task"] == "text_classification" and metadata["tflm_version"]
     assert f'base_path: "{tmp_path}/exports/text_classifier"' in (tmp_path / "exports" / "models.config").read_text()
@@ -75,3 +77,7 @@ def test_default_command_trains_bundled_minilm_and_exports(tmp_path):
     report = json.load(open(tmp_path / "run" / "eval_results.json"))
     assert report["accuracy"] >= 0.9  # The demo set is easy for a pretrained encoder.
     assert "Exported and verified" in result.stdout
+    (export,) = (tmp_path / "exports" / "text_classifier").iterdir()
+    metadata = json.load(open(export / "assets.extra" / "tflm_model.json"))
+    if metadata["precision"] == "mixed_bfloat16":  # auto on a CPU with bf16 instructions
+        assert metadata["float32_max_batch"] == runtime.CPU_FLOAT32_SERVING_MAX_BATCH

@@ -47,6 +47,35 @@ def test_export_serves_raw_text_in_a_fresh_process(tiny_preset, tmp_path):
     assert metadata["labels"] == LABELS and metadata["backbone"] == "tiny"
 
 
+def test_small_requests_run_in_float32_and_batches_in_bfloat16(tiny_preset, tmp_path):
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, max_seq_length=32))
+    mixed = task.build_model(backbones.load_backbone(tiny_preset, dtype="mixed_bfloat16")[0], 3)
+    full = task.build_model(backbones.load_backbone(tiny_preset, dtype="float32")[0], 3)
+    head = mixed.layers[-1]
+    head.set_weights([w * 100 for w in head.get_weights()])  # Confident outputs: precisions differ visibly.
+    full.set_weights(mixed.get_weights())
+    preprocessor = task.build_preprocessor(backbones.load_backbone(tiny_preset)[1])
+    texts = ["the film is a joy .", "a dull , lifeless cast", "it works"]
+    policies = [layer.dtype_policy.name for layer in mixed._flatten_layers()]
+    assert "mixed_bfloat16" in policies
+    path = export_text_classifier(mixed, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [texts],
+                                  float32_max_batch=2)
+    assert [layer.dtype_policy.name for layer in mixed._flatten_layers()] == policies  # Restored after tracing.
+
+    def probabilities(model, rows):
+        features = {k: tf.cast(v, tf.int32) for k, v in preprocessor(tf.constant(rows)).items()}
+        return tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy()
+
+    requests = [("serving_default", {"text": request_bytes(rows).numpy()}) for rows in (texts[:1], texts)]
+    replies = run_in_fresh_process(path, requests)["replies"]
+    one, three = (np.array(reply["session"]["probabilities"]) for reply in replies[-2:])  # After the warmup replays.
+    np.testing.assert_allclose(one, probabilities(full, texts[:1]), atol=1e-5)
+    np.testing.assert_allclose(three, probabilities(mixed, texts), atol=2e-3)
+    # The two precisions really differ on this model, so the checks above tell the paths apart.
+    assert np.abs(probabilities(full, texts) - probabilities(mixed, texts)).max() > 1e-3
+    assert json.load(open(os.path.join(path, "assets.extra", "tflm_model.json")))["float32_max_batch"] == 2
+
+
 def test_weights_are_stored_once(tiny_preset, tmp_path):
     _, model, preprocessor = classifier(tiny_preset)
     path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [["a film"]])

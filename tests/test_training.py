@@ -8,7 +8,8 @@ import tensorflow as tf
 from tests.conftest import make_tiny_bert_preset, strategy_named, tiny_classifier_trainer, weights
 from tflm.errors import TrainingDiverged, UserError
 from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, create_optimizer
-from tflm.training.runtime import get_distribution_strategy, resolve_jit_compile, resolve_precision
+from tflm.training.runtime import CPU_FLOAT32_SERVING_MAX_BATCH, get_distribution_strategy, resolve_jit_compile
+from tflm.training.runtime import resolve_float32_serving_max_batch, resolve_precision
 
 
 def test_warmup_then_linear_decay():
@@ -80,6 +81,10 @@ def test_strategies_and_errors():
     with pytest.raises(UserError, match="--num_gpus=2: only 0 GPU"):
         get_distribution_strategy("mirrored", num_gpus=2)
     assert resolve_precision("float32", None) == "float32"
+    default = tf.distribute.get_strategy()
+    assert resolve_float32_serving_max_batch(-1, "mixed_bfloat16", default) == CPU_FLOAT32_SERVING_MAX_BATCH
+    assert resolve_float32_serving_max_batch(-1, "float32", default) == 0
+    assert resolve_float32_serving_max_batch(3, "float32", default) == 3
     assert resolve_precision("auto", tf.distribute.get_strategy()) in ("float32", "mixed_bfloat16")
 
 

@@ -42,7 +42,7 @@ class ServingModule(tf.Module):
         object.__setattr__(self, "_model", model)  # Untracked on purpose.
         # The Session loader fuses ops differently; in bfloat16 that moves
         # probabilities by up to ~1e-3 (float32: far below 1e-4).
-        self.low_precision = model.dtype_policy.compute_dtype != "float32"
+        self.low_precision = any(layer.compute_dtype != "float32" for layer in model._flatten_layers())
         self.atol = 2e-3 if self.low_precision else 1e-4
         self.text_inputs = tuple(text_inputs)
         self.token_inputs = tuple(token_inputs)

@@ -7,7 +7,15 @@ preprocessor's packed int32 ids (serve_token_ids; `token_ids`,
 `probabilities` [B, C] float32, `label` [B] string and `label_id` [B] int32.
 The tokenizer runs inside the graph, so a loading process needs only
 `import tensorflow_text`.
+
+A model trained in mixed bfloat16 can serve small requests in float32: on
+CPU one sentence is answered faster in float32 (fewer casts, and the matmuls
+are too small for bf16 to pay), while batches are faster in bfloat16
+(benchmarks/README.md, "serving"). Both paths use the same float32
+variables, so the export is no larger.
 """
+
+import contextlib
 
 import tensorflow as tf
 
@@ -17,12 +25,18 @@ from tflm.export.serving_module import token_features
 
 
 class TextClassifierServingModule(ServingModule):
-    def __init__(self, model, preprocessor, label_names, sentence_pair=False):
+    """Args:
+      float32_max_batch: requests of at most this many rows run the model in
+        float32 whatever its dtype policy; 0: always the model's own policy.
+    """
+
+    def __init__(self, model, preprocessor, label_names, sentence_pair=False, float32_max_batch=0):
         text_inputs = ("text", "text_b") if sentence_pair else ("text",)
         token_inputs = sorted(token_features(preprocessor, tuple(tf.constant(["a"]) for _ in text_inputs)
                                              if sentence_pair else tf.constant(["a"])))
         super().__init__(model, preprocessor, text_inputs, token_inputs, name="text_classifier")
         self.label_names = tf.constant(label_names)
+        self.float32_max_batch = float32_max_batch if self.low_precision else 0
 
     def token_ids_for(self, texts):
         return token_features(self.preprocessor, tuple(texts) if len(texts) > 1 else texts[0])
@@ -31,8 +45,21 @@ class TextClassifierServingModule(ServingModule):
         return self.outputs_from_token_ids(self.token_ids_for(texts))
 
     def outputs_from_token_ids(self, features):
-        logits = self._model(dict(features), training=False)
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        features = dict(features)
+
+        def logits():
+            return tf.cast(self._model(features, training=False), tf.float32)
+
+        def logits_in_float32():
+            with computing_in_float32(self._model):
+                return logits()
+
+        if self.float32_max_batch:
+            rows = tf.shape(features["token_ids"])[0]
+            logits = tf.cond(rows <= self.float32_max_batch, logits_in_float32, logits)
+        else:
+            logits = logits()
+        probabilities = tf.nn.softmax(logits, axis=-1)
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {
             "probabilities": probabilities,
@@ -41,17 +68,37 @@ class TextClassifierServingModule(ServingModule):
         }
 
 
+@contextlib.contextmanager
+def computing_in_float32(model):
+    """Every layer of `model` computes in float32 while tracing inside this block.
+
+    Mixed-precision layers keep float32 variables and cast them as they are
+    used, so switching the policy at trace time yields a float32 graph over
+    the same variables.
+    """
+    layers = list(model._flatten_layers(include_self=True))
+    policies = [layer.dtype_policy for layer in layers]
+    for layer in layers:
+        layer.dtype_policy = "float32"
+    try:
+        yield
+    finally:
+        for layer, policy in zip(layers, policies):
+            layer.dtype_policy = policy
+
+
 def export_text_classifier(model, preprocessor, label_names, target, sample_texts, sentence_pair=False,
-                           metadata=None):
+                           metadata=None, float32_max_batch=0):
     """Exports, verifies in a fresh process, and publishes a new version (see `export_saved_model`).
 
     Args:
       target: an `ExportTarget`.
       sample_texts: validation texts, one list per text input (two for pairs).
       metadata: JSON-ready dict written to assets.extra/tflm_model.json.
+      float32_max_batch: see `TextClassifierServingModule`.
 
     Returns the version folder.
     """
-    module = TextClassifierServingModule(model, preprocessor, label_names, sentence_pair)
-    metadata = dict(metadata or {}, labels=list(label_names))
+    module = TextClassifierServingModule(model, preprocessor, label_names, sentence_pair, float32_max_batch)
+    metadata = dict(metadata or {}, labels=list(label_names), float32_max_batch=module.float32_max_batch)
     return export_saved_model(module, target, sample_texts, metadata)

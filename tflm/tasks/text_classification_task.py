@@ -162,9 +162,12 @@ class TextClassificationTask:
         } for i, row in enumerate(probabilities)))
 
     # -- export --------------------------------------------------------------
-    def export(self, model, preprocessor, label_vocabulary, target, sample_examples, metadata):
-        """Publishes a raw-text SavedModel at `target` (an `ExportTarget`); returns the version folder."""
+    def export(self, model, preprocessor, label_vocabulary, target, sample_examples, metadata, float32_max_batch=0):
+        """Publishes a raw-text SavedModel at `target` (an `ExportTarget`); returns the version folder.
+
+        `float32_max_batch`: see `export.TextClassifierServingModule`.
+        """
         return export.export_text_classifier(
             model, preprocessor, label_vocabulary.names, target, [list(c) for c in sample_examples.texts],
             sentence_pair=self.config.sentence_pair,
-            metadata=dict(metadata, max_seq_length=self.config.max_seq_length))
+            metadata=dict(metadata, max_seq_length=self.config.max_seq_length), float32_max_batch=float32_max_batch)
