@@ -31,6 +31,8 @@ flags.DEFINE_string("train_file", "", "input_pipeline: SST-2-style train.tsv(.gz
 flags.DEFINE_integer("max_seq_length", 128, "input_pipeline: tokens per example.")
 flags.DEFINE_integer("batches", 300, "input_pipeline: batches drawn.")
 
+SWEEP_BATCH_SIZES = (1, 2, 4, 8, 16)
+
 
 def matmul_peak(size=2048, repeats=20):
     import tensorflow as tf
@@ -60,6 +62,7 @@ def _texts():
 
 
 def serve():
+    import numpy as np
     import tensorflow as tf
 
     from tflm.export.serving_latency import serving_latency
@@ -67,6 +70,17 @@ def serve():
     texts = _texts()
     latency = serving_latency(FLAGS.export, texts, repeats=FLAGS.requests)
     signature = tf.saved_model.load(FLAGS.export).signatures["serving_default"]
+    # Latency by request size, to see where float32 and bfloat16 cross.
+    latency["p50_ms_by_batch"] = {}
+    for size in SWEEP_BATCH_SIZES:
+        requests = [tf.constant([texts[(i + j) % len(texts)] for j in range(size)]) for i in range(0, 40 * size, size)]
+        signature(text=requests[0])
+        times = []
+        for request in requests:
+            start = time.perf_counter()
+            signature(text=request)
+            times.append((time.perf_counter() - start) * 1000)
+        latency["p50_ms_by_batch"][str(size)] = float(np.percentile(times, 50))
     batches = [tf.constant([texts[(i + j) % len(texts)] for j in range(32)]) for i in range(0, 32 * 10, 32)]
     signature(text=batches[0])
     start = time.perf_counter()

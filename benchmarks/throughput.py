@@ -50,6 +50,7 @@ flags.DEFINE_integer("train_steps", 10, "Timed training steps per run (after war
 flags.DEFINE_integer("padding_steps", 40, "Timed steps of each SST-2 padding run.")
 flags.DEFINE_list("parts", ["peak", "training", "input", "padding", "memory", "serving", "decoding"], "Parts to run.")
 flags.DEFINE_boolean("torch_compile", True, "Include torch.compile configurations.")
+flags.DEFINE_list("torch_precisions", ["fp32", "bf16"], "PyTorch training precisions (bf16: autocast).")
 flags.DEFINE_list("xla_seq_lengths", ["64"], "Sequence lengths at which tflm also runs with --jit_compile=true.")
 
 BATCH = 32
@@ -143,7 +144,7 @@ def part_training(results, minilm):
         if str(seq) in FLAGS.xla_seq_lengths:
             configs.append((seq, "tflm, --jit_compile=true",
                             lambda c=common: classify_run("xla", *c, "--jit_compile=true")))
-        for precision in ("fp32", "bf16"):
+        for precision in FLAGS.torch_precisions:
             for compiled in ([False, True] if FLAGS.torch_compile else [False]):
                 args = ["train", f"--model={minilm}", f"--seq={seq}", f"--batch={BATCH}", f"--precision={precision}",
                         f"--steps={FLAGS.train_steps}", "--warmup=3", *(["--compile"] if compiled else [])]
@@ -206,22 +207,37 @@ def part_memory(results):
                          "epochs_2_to_5_spread": (max(later) - min(later)) / later[0]}
 
 
+# Exports compared in the serving part: tflm's default, and the two precisions
+# it chooses between (--serving_float32_max_batch=0: always bfloat16; a large
+# value: always float32).
+SERVING_EXPORTS = {"tflm SavedModel (default)": -1, "tflm SavedModel, bfloat16 only": 0,
+                   "tflm SavedModel, float32 only": 1024}
+
+
 def part_serving(results, minilm):
     dev = os.path.join(FLAGS.work_dir, "sst2_dev.txt")
     export_dir = os.path.join(FLAGS.work_dir, "savedmodels")
-    train = os.path.join(FLAGS.sst2_dir, "train.tsv.gz")
     model_dir = os.path.join(FLAGS.work_dir, "runs", f"serving-{time.time_ns()}")
-    _run([sys.executable, "-m", "pipelines.classify", f"--train_data={train}",
-          f"--eval_data={os.path.join(FLAGS.sst2_dir, 'dev.tsv')}", f"--model_dir={model_dir}",
-          f"--export_dir={export_dir}", "--export_name=sst2_serving", "--train_steps=20", "--max_seq_length=128"])
-    export = latest_export(export_dir, "sst2_serving")
-    runs = {"tflm SavedModel": [], "HF torch eager": []}
+    data = [f"--train_data={os.path.join(FLAGS.sst2_dir, 'train.tsv.gz')}",
+            f"--eval_data={os.path.join(FLAGS.sst2_dir, 'dev.tsv')}", f"--model_dir={model_dir}",
+            f"--export_dir={export_dir}", "--max_seq_length=128"]
+    _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=train", "--train_steps=20"])
+    exports = {}
+    for name, float32_max_batch in SERVING_EXPORTS.items():
+        export_name = f"sst2_serving_{float32_max_batch}".replace("-", "auto")
+        _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=export", f"--export_name={export_name}",
+              f"--serving_float32_max_batch={float32_max_batch}"])
+        exports[name] = latest_export(export_dir, export_name)
+    runs = {name: [] for name in [*exports, "HF torch eager"]}
     for _ in range(FLAGS.repetitions):
-        runs["tflm SavedModel"].append(tflm_measure("serve", f"--export={export}", f"--texts_file={dev}"))
+        for name, export in exports.items():
+            runs[name].append(tflm_measure("serve", f"--export={export}", f"--texts_file={dev}"))
         runs["HF torch eager"].append(torch_run("serve", f"--model={minilm}", f"--texts_file={dev}"))
-    results["serving"] = {name: {k: spread([r[k] for r in values])
-                                 for k in ("p50_ms", "p95_ms", "batch32_texts_per_second")}
-                          for name, values in runs.items()}
+    results["serving"] = {name: dict(
+        {k: spread([r[k] for r in values]) for k in ("p50_ms", "p95_ms", "batch32_texts_per_second")},
+        p50_ms_by_batch={size: spread([r["p50_ms_by_batch"][size] for r in values])
+                         for size in values[0]["p50_ms_by_batch"]})
+        for name, values in runs.items()}
 
 
 def part_decoding(results, minilm):
@@ -266,10 +282,13 @@ def report(results):
         print(f"\nRSS MB after epochs 1-5: {[round(x) for x in m['rss_mb_at_epoch_end']]}; epochs 2-5 spread "
               f"{100 * m['epochs_2_to_5_spread']:.1f}%")
     if "serving" in results:
-        print("\n| serving | p50 ms | p95 ms | batch-32 texts/s |\n|---|---|---|---|")
+        sizes = list(next(iter(results["serving"].values())).get("p50_ms_by_batch", {}))
+        print("\n| serving | p50 ms | p95 ms | batch-32 texts/s | " + " | ".join(f"p50 ms, {n} texts" for n in sizes)
+              + " |\n|---|---|---|---|" + "---|" * len(sizes))
         for name, s in results["serving"].items():
+            by_batch = " | ".join(f"{s['p50_ms_by_batch'][n]['median']:.1f}" for n in sizes)
             print(f"| {name} | {s['p50_ms']['median']:.1f} | {s['p95_ms']['median']:.1f} | "
-                  f"{s['batch32_texts_per_second']['median']:.0f} |")
+                  f"{s['batch32_texts_per_second']['median']:.0f} | {by_batch} |")
     if "decoding" in results:
         print("\n| decoding (batch 8, 32 tokens) | beams | ex/s median (min-max) |\n|---|---|---|")
         for r in results["decoding"]:

@@ -71,6 +71,9 @@ def _texts(path):
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
+SWEEP_BATCH_SIZES = (1, 2, 4, 8, 16)
+
+
 def serve(args):
     from transformers import BertForSequenceClassification
     from transformers import BertTokenizerFast
@@ -91,6 +94,16 @@ def serve(args):
         start = time.perf_counter()
         predict([texts[i % len(texts)]])
         times.append((time.perf_counter() - start) * 1000)
+    by_batch = {}
+    for size in SWEEP_BATCH_SIZES:  # The same sweep as tflm_measure.py serve.
+        requests = [[texts[(i + j) % len(texts)] for j in range(size)] for i in range(0, 40 * size, size)]
+        predict(requests[0])
+        sizes = []
+        for request in requests:
+            start = time.perf_counter()
+            predict(request)
+            sizes.append((time.perf_counter() - start) * 1000)
+        by_batch[str(size)] = statistics.median(sizes)
     batches = [[texts[(i + j) % len(texts)] for j in range(32)] for i in range(0, 32 * 10, 32)]
     predict(batches[0])
     start = time.perf_counter()
@@ -99,7 +112,7 @@ def serve(args):
     throughput = 32 * len(batches) / (time.perf_counter() - start)
     times.sort()
     return {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * len(times)) - 1],
-            "batch32_texts_per_second": throughput}
+            "p50_ms_by_batch": by_batch, "batch32_texts_per_second": throughput}
 
 
 def generate(args):
