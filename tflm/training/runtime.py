@@ -212,7 +212,7 @@ def resolve_jit_compile(setting, strategy):
 # A bfloat16 classifier export on CPU answers requests of up to this many
 # texts in float32: below it float32 had the lower latency, above it bfloat16
 # had the higher throughput (benchmarks/README.md, "serving").
-CPU_FLOAT32_SERVING_MAX_BATCH = 4
+CPU_FLOAT32_SERVING_MAX_BATCH = 2
 
 
 def resolve_float32_serving_max_batch(setting, precision, strategy):
