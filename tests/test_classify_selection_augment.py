@@ -37,6 +37,7 @@ def train(task):
     return task.read_examples(demo.SENTIMENT_TRAIN, "train")
 
 
+@pytest.mark.slow  # Two pipeline runs in subprocesses (~25 s); selection logic is fast-tested in test_selection. CI: -m slow.
 def test_diversity_selection_trains_on_the_budget_and_a_resumed_run_reuses_it(tiny_preset, tmp_path, train):
     flags = fast_flags(tiny_preset, tmp_path) + ["--select=diversity", "--select_budget=40"]
     result = classify(*flags)

@@ -171,6 +171,7 @@ def test_objective_the_backbone_lacks_is_refused(tiny_preset):
 
 
 # -- the pipeline -------------------------------------------------------------------
+@pytest.mark.slow  # Two pipelines in subprocesses (~25 s). CI: -m slow.
 def test_pretrain_then_classify_with_the_adapted_backbone(tiny_preset, tmp_path):
     run = tmp_path / "mlm"
     result = run_module("pipelines.pretrain", f"--backbone={tiny_preset}", f"--model_dir={run}", "--train_steps=6",

@@ -56,6 +56,7 @@ def test_search_space_parsing():
     assert flags == ["--dropout=0.1", "--learning_rate=0.0001", "--num_epochs=2"]
 
 
+@pytest.mark.slow  # Three pipeline trials in subprocesses (~40 s). CI: -m slow.
 def test_random_search_records_a_failing_trial_goes_on_and_exports_the_best(tiny_preset, tmp_path):
     # The tiny backbone has 2 blocks: freezing 3 fails, freezing 2 trains. Two
     # distinct trials over {2, 3} must be one of each.
