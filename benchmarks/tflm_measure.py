@@ -70,10 +70,14 @@ def serve():
     texts = _texts()
     latency = serving_latency(FLAGS.export, texts, repeats=FLAGS.requests)
     signature = tf.saved_model.load(FLAGS.export).signatures["serving_default"]
+
+    def requests_of(size, count):  # `count` requests of `size` consecutive texts, wrapping around.
+        return [tf.constant([texts[(i + j) % len(texts)] for j in range(size)]) for i in range(0, count * size, size)]
+
     # Latency by request size, to see where float32 and bfloat16 cross.
     latency["p50_ms_by_batch"] = {}
     for size in SWEEP_BATCH_SIZES:
-        requests = [tf.constant([texts[(i + j) % len(texts)] for j in range(size)]) for i in range(0, 40 * size, size)]
+        requests = requests_of(size, 40)
         signature(text=requests[0])
         times = []
         for request in requests:
@@ -81,7 +85,7 @@ def serve():
             signature(text=request)
             times.append((time.perf_counter() - start) * 1000)
         latency["p50_ms_by_batch"][str(size)] = float(np.percentile(times, 50))
-    batches = [tf.constant([texts[(i + j) % len(texts)] for j in range(32)]) for i in range(0, 32 * 10, 32)]
+    batches = requests_of(32, 10)
     signature(text=batches[0])
     start = time.perf_counter()
     for batch in batches:

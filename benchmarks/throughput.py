@@ -210,8 +210,11 @@ def part_memory(results):
 # Exports compared in the serving part: tflm's default, and the two precisions
 # it chooses between (--serving_float32_max_batch=0: always bfloat16; a large
 # value: always float32).
-SERVING_EXPORTS = {"tflm SavedModel (default)": -1, "tflm SavedModel, bfloat16 only": 0,
-                   "tflm SavedModel, float32 only": 1024}
+SERVING_EXPORTS = {  # row name: (export name, --serving_float32_max_batch)
+    "tflm SavedModel (default)": ("sst2_serving_default", -1),
+    "tflm SavedModel, bfloat16 only": ("sst2_serving_bfloat16", 0),
+    "tflm SavedModel, float32 only": ("sst2_serving_float32", 1024),
+}
 
 
 def part_serving(results, minilm):
@@ -223,8 +226,7 @@ def part_serving(results, minilm):
             f"--export_dir={export_dir}", "--max_seq_length=128"]
     _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=train", "--train_steps=20"])
     exports = {}
-    for name, float32_max_batch in SERVING_EXPORTS.items():
-        export_name = f"sst2_serving_{float32_max_batch}".replace("-", "auto")
+    for name, (export_name, float32_max_batch) in SERVING_EXPORTS.items():
         _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=export", f"--export_name={export_name}",
               f"--serving_float32_max_batch={float32_max_batch}"])
         exports[name] = latest_export(export_dir, export_name)

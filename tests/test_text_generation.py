@@ -95,7 +95,6 @@ def test_cached_batched_greedy_equals_uncached_argmax(trained):
     assert predictions[0] == "ein toller Film" and predictions[2] == "eine lustige Geschichte"
 
 
-@pytest.mark.slow  # Export + fresh-process check (~50 s); greedy and seq2seq exports are fast-tested. CI: -m slow.
 def test_beam_export_serves_raw_prompts_like_in_memory_generation(trained, tmp_path):
     _, model, preprocessor = trained
     task = _task("beam")
@@ -115,7 +114,7 @@ def test_decoder_only_refuses_encoder_decoder_options():
         _task(target_vocabulary="sentencepiece").build_model("float32", "unused")
 
 
-@pytest.mark.slow  # Pipeline end to end (~80 s); the export path is covered fast in tests/test_seq2seq.py. CI: -m slow.
+@pytest.mark.slow  # Pipeline end to end (~80 s); the decoder-only export is fast-tested above. CI: -m slow.
 def test_generate_text_pipeline_runs_offline(tmp_path):
     model_dir, export_dir = tmp_path / "run", tmp_path / "savedmodels"
     result = run_module("pipelines.generate_text", f"--model_dir={model_dir}", f"--export_dir={export_dir}",

@@ -56,6 +56,7 @@ def test_fused_adamw_takes_the_same_steps_as_keras_adamw(strategy):
 
         for _ in range(5):
             step()
+
         def every_copy(variable):  # Each replica's copy under mirrored.
             return np.stack([c.numpy() for c in getattr(variable.value, "values", [variable.value])])
 

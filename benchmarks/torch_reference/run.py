@@ -94,9 +94,12 @@ def serve(args):
         start = time.perf_counter()
         predict([texts[i % len(texts)]])
         times.append((time.perf_counter() - start) * 1000)
+    def requests_of(size, count):  # `count` requests of `size` consecutive texts, wrapping around.
+        return [[texts[(i + j) % len(texts)] for j in range(size)] for i in range(0, count * size, size)]
+
     by_batch = {}
     for size in SWEEP_BATCH_SIZES:  # The same sweep as tflm_measure.py serve.
-        requests = [[texts[(i + j) % len(texts)] for j in range(size)] for i in range(0, 40 * size, size)]
+        requests = requests_of(size, 40)
         predict(requests[0])
         sizes = []
         for request in requests:
@@ -104,7 +107,7 @@ def serve(args):
             predict(request)
             sizes.append((time.perf_counter() - start) * 1000)
         by_batch[str(size)] = statistics.median(sizes)
-    batches = [[texts[(i + j) % len(texts)] for j in range(32)] for i in range(0, 32 * 10, 32)]
+    batches = requests_of(32, 10)
     predict(batches[0])
     start = time.perf_counter()
     for batch in batches:
