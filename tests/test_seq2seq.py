@@ -133,6 +133,22 @@ def test_decoder_blocks_copy_encoder_blocks_and_cross_attention_is_new(tiny_pres
     assert len(names) == len(set(names)), "a shared weight is stored twice"
 
 
+def test_output_head_adds_a_trainable_vocabulary_bias_in_training_and_cached_decoding(tiny_preset, tmp_path):
+    task = _task(tiny_preset)
+    model, preprocessor = task.build_model("float32", str(tmp_path))
+    bias = model.decoder.output_bias
+    assert tuple(bias.shape) == (model.encoder.vocabulary_size,)
+    assert any(v is bias for v in model.trainable_variables)
+    features, _ = next(iter(task.build_inputs(_examples(), preprocessor).training(6, seed=0)))
+    favoured = 7  # An ordinary word piece, neither special token.
+    bias.assign(tf.one_hot(favoured, bias.shape[0]) * 1e3)
+    assert (tf.argmax(model(features), axis=-1).numpy() == favoured).all()
+    tokens = preprocessor.special_tokens
+    output = generation.generate(model, features["encoder_token_ids"], features["encoder_padding_mask"], tokens,
+                                 generation.DecodingConfig("greedy", max_length=5)).numpy()
+    assert (output == favoured).all()
+
+
 def test_separate_target_vocabulary_gets_its_own_tied_embedding(tiny_seq2seq):
     _, model, preprocessor = tiny_seq2seq
     embedding = model.target_token_embedding

@@ -3,7 +3,8 @@
 Rothe et al. 2020 ("Leveraging Pre-trained Checkpoints for Sequence
 Generation Tasks", BERT2BERT): the encoder is the pretrained backbone; every
 decoder block copies the self-attention and feed-forward weights of the
-encoder block at the same depth, and only the cross-attention is new. When
+encoder block at the same depth; the cross-attention and a BERT-style output
+head (transform and vocabulary bias before the tied projection) are new. When
 the target side uses the source vocabulary, the decoder shares the encoder's
 token embedding and the output projection is tied to it; with a separate
 target vocabulary both are new (and tied to each other).
@@ -79,6 +80,23 @@ class WarmStartedDecoder(keras.Model):
             setattr(self, f"block_{i}", block)
             blocks.append(block)
         self.transformer_layers = blocks
+        # BERT's masked-LM head: Dense + activation + LayerNorm, then the tied projection plus a
+        # per-token bias. Encoder checkpoints such as the bundled one ship without it, so it starts
+        # fresh; projecting the last block's states straight onto the embeddings gives nearly flat
+        # logits (std ~0.6 over MiniLM's 30k tokens) that the model must first learn to sharpen.
+        self.output_transform = keras.layers.Dense(
+            hidden_dim, activation=encoder_blocks[0].activation, kernel_initializer=init,
+            dtype=encoder.dtype_policy, name="decoder_output_transform",
+        )
+        self.output_transform.build((None, None, hidden_dim))
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=encoder.embeddings_layer_norm.epsilon, dtype=encoder.dtype_policy,
+            name="decoder_output_layer_norm",
+        )
+        self.output_layer_norm.build((None, None, hidden_dim))
+        self.output_bias = self.add_weight(
+            shape=(target_vocabulary_size or encoder.vocabulary_size,), initializer="zeros", name="output_bias",
+        )
         self.hidden_dim = hidden_dim
         self.num_heads = encoder.num_heads
         self.built = True  # Every sublayer was built above.
@@ -128,6 +146,11 @@ class WarmStartedSeq2SeqLM(keras.Model):
         x = self.decoder.embeddings_layer_norm(x)
         return self.decoder.embeddings_dropout(x, training=training)
 
+    def _logits(self, hidden_states):
+        x = self.decoder.output_layer_norm(self.decoder.output_transform(hidden_states))
+        logits = self.target_token_embedding(x, reverse=True)
+        return logits + ops.cast(self.decoder.output_bias, logits.dtype)
+
     def call_decoder_with_cache(self, encoder_hidden_states, encoder_padding_mask, decoder_token_ids,
                                 self_attention_cache=None, self_attention_cache_update_index=None,
                                 cross_attention_cache=None, cross_attention_cache_update_index=None):
@@ -149,8 +172,7 @@ class WarmStartedSeq2SeqLM(keras.Model):
             self_attention_cache = ops.stack(self_caches, axis=1)
         if cross_attention_cache_update_index is not None:
             cross_attention_cache = ops.stack(cross_caches, axis=1)
-        logits = self.target_token_embedding(x, reverse=True)
-        return logits, x, self_attention_cache, cross_attention_cache
+        return self._logits(x), x, self_attention_cache, cross_attention_cache
 
     def _initialize_cache(self, encoder_token_ids, decoder_token_ids):
         batch = ops.shape(encoder_token_ids)[0]
@@ -171,7 +193,7 @@ class WarmStartedSeq2SeqLM(keras.Model):
                 decoder_padding_mask=inputs["decoder_padding_mask"],
                 encoder_padding_mask=inputs["encoder_padding_mask"], training=training,
             )
-        return self.target_token_embedding(x, reverse=True)
+        return self._logits(x)
 
 
 def build_warm_started_seq2seq(backbone, target_vocabulary_size=None, decoder_layers=None, dropout=0.1):
