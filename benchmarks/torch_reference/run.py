@@ -94,6 +94,7 @@ def serve(args):
         start = time.perf_counter()
         predict([texts[i % len(texts)]])
         times.append((time.perf_counter() - start) * 1000)
+
     def requests_of(size, count):  # `count` requests of `size` consecutive texts, wrapping around.
         return [[texts[(i + j) % len(texts)] for j in range(size)] for i in range(0, count * size, size)]
 
