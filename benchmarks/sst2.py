@@ -23,6 +23,7 @@ flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_seq_length", 64, "Tokens per sentence.")
 flags.DEFINE_string("pooling", "mean", "Sentence vector (see pipelines/classify.py --pooling).")
+flags.DEFINE_integer("eval_every_steps", 500, "Dev evaluation (and checkpoint) interval; the best one is kept.")
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +37,7 @@ def main(argv):
         f"--num_epochs={FLAGS.num_epochs}", f"--learning_rate={FLAGS.learning_rate}",
         f"--batch_size={FLAGS.batch_size}", f"--max_seq_length={FLAGS.max_seq_length}",
         f"--pooling={FLAGS.pooling}",
-        "--eval_every_steps=1000", "--checkpoint_every_steps=1000",
+        f"--eval_every_steps={FLAGS.eval_every_steps}", f"--checkpoint_every_steps={FLAGS.eval_every_steps}",
     ]
     wall = classification_run.run_classify(
         settings + [f"--model_dir={model_dir}", f"--export_dir={export_root}", "--export_name=sst2"],
