@@ -30,6 +30,7 @@ flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_source_length", 256, "Dialogue tokens.")
 flags.DEFINE_integer("beam_size", 4, "Beams for evaluation and export.")
+flags.DEFINE_string("cross_attention_init", "auto", "See pipelines/summarize.py --cross_attention_init.")
 flags.DEFINE_integer("test_examples", 0, "Score only the first N test dialogues (0: all 819).")
 FLAGS = flags.FLAGS
 
@@ -45,7 +46,8 @@ def main(argv):
         f"--num_epochs={FLAGS.num_epochs}", f"--train_steps={FLAGS.train_steps}",
         f"--learning_rate={FLAGS.learning_rate}", f"--batch_size={FLAGS.batch_size}",
         f"--max_source_length={FLAGS.max_source_length}", "--max_target_length=64",
-        f"--beam_size={FLAGS.beam_size}", "--checkpoint_every_steps=500", "--eval_every_steps=100000",
+        f"--beam_size={FLAGS.beam_size}", f"--cross_attention_init={FLAGS.cross_attention_init}",
+        "--checkpoint_every_steps=500", "--eval_every_steps=100000",
     ]
     wall = run_pipeline("summarize", settings + [
         f"--model_dir={model_dir}", f"--export_dir={export_root}", "--export_name=samsum"],

@@ -18,6 +18,7 @@ from tflm import metrics
 from tflm import training
 from tflm.tasks import Seq2SeqConfig
 from tflm.tasks import Seq2SeqTask
+from tflm.tasks.seq2seq_task import CROSS_ATTENTION_CHOICES
 from tflm.tasks.seq2seq_task import TARGET_VOCABULARIES
 
 FLAGS = flags.FLAGS
@@ -65,6 +66,10 @@ def define_flags(defaults):
     flags.DEFINE_integer("target_vocabulary_size", 8000, "Size of a learned target vocabulary.", lower_bound=16)
     flags.DEFINE_integer("decoder_layers", 0, "Decoder blocks (warm-started from the lowest encoder blocks); "
                          "0: as many as the encoder.", lower_bound=0)
+    flags.DEFINE_enum("cross_attention_init", "auto", CROSS_ATTENTION_CHOICES,
+                      "Start of the warm-started decoder's cross-attention: random (Rothe et al. 2020), or a "
+                      "copy of the same block's pretrained self-attention. auto: the copy when the decoder shares "
+                      "the source vocabulary, else random.")
     flags.DEFINE_string("freeze_decoder", "", "What to freeze in the decoder, same grammar as --freeze "
                         "(which applies to the encoder).")
     flags.DEFINE_float("dropout", 0.1, "Dropout in the new decoder.", lower_bound=0.0, upper_bound=0.99)
@@ -93,7 +98,8 @@ def define_flags(defaults):
 def task_config():
     return Seq2SeqConfig(
         backbone=FLAGS.backbone, freeze=common_flags.freeze_spec_text(), freeze_decoder=FLAGS.freeze_decoder,
-        decoder_layers=FLAGS.decoder_layers, target_vocabulary=FLAGS.target_vocabulary,
+        decoder_layers=FLAGS.decoder_layers, cross_attention_init=FLAGS.cross_attention_init,
+        target_vocabulary=FLAGS.target_vocabulary,
         target_vocabulary_size=FLAGS.target_vocabulary_size, max_source_length=FLAGS.max_source_length,
         max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
         source_field=FLAGS.source_field, target_field=FLAGS.target_field, reading=common_flags.data_reading(),

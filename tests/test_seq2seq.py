@@ -119,7 +119,7 @@ def test_labels_are_decoder_inputs_shifted_by_one(tiny_seq2seq):
 
 
 # -- warm start and freezing ----------------------------------------------------
-def test_decoder_blocks_copy_encoder_blocks_and_cross_attention_is_new(tiny_preset, tmp_path):
+def test_decoder_blocks_copy_encoder_blocks_and_share_the_embedding(tiny_preset, tmp_path):
     model, _ = _task(tiny_preset).build_model("float32", str(tmp_path))
     encoder_blocks, decoder_blocks = model.encoder.transformer_layers, model.decoder.transformer_layers
     assert len(decoder_blocks) == len(encoder_blocks)
@@ -131,6 +131,32 @@ def test_decoder_blocks_copy_encoder_blocks_and_cross_attention_is_new(tiny_pres
     assert model.target_token_embedding is model.encoder.token_embedding
     names = [v.path for v in model.weights]
     assert len(names) == len(set(names)), "a shared weight is stored twice"
+
+
+@pytest.mark.parametrize("init, vocabulary, copied", [
+    ("auto", "source", True), ("auto", "sentencepiece", False),
+    ("random", "source", False), ("self_attention", "sentencepiece", True),
+])
+def test_cross_attention_starts_random_or_as_a_copy_of_the_encoder_self_attention(tiny_preset, tmp_path, init,
+                                                                                   vocabulary, copied):
+    task = _task(tiny_preset, cross_attention_init=init, target_vocabulary=vocabulary, target_vocabulary_size=40)
+    model, _ = task.build_model("float32", str(tmp_path), TARGETS * 4)
+    for encoder_block, decoder_block in zip(model.encoder.transformer_layers, model.decoder.transformer_layers):
+        attention = [np.array_equal(a, b) for a, b in zip(encoder_block._self_attention_layer.get_weights(),
+                                                          decoder_block._cross_attention_layer.get_weights())]
+        assert len(attention) == 8 and all(attention) == copied
+        if copied:
+            for a, b in zip(encoder_block._self_attention_layer_norm.get_weights(),
+                            decoder_block._cross_attention_layer_norm.get_weights()):
+                np.testing.assert_array_equal(a, b)
+    # The copies are separate variables: training the cross-attention leaves the encoder as it was.
+    names = [v.path for v in model.weights]
+    assert len(names) == len(set(names))
+
+
+def test_unknown_cross_attention_init_is_a_user_error(tiny_preset, tmp_path):
+    with pytest.raises(UserError, match="--cross_attention_init=copy: one of auto, random, self_attention"):
+        _task(tiny_preset, cross_attention_init="copy").build_model("float32", str(tmp_path))
 
 
 def test_output_head_adds_a_trainable_vocabulary_bias_in_training_and_cached_decoding(tiny_preset, tmp_path):
@@ -330,7 +356,8 @@ def test_keras_hub_seq2seq_preset_route(tmp_path):
     assert np.isfinite(loss.numpy())
     report, predictions = task.evaluate(model, preprocessor, examples.sources, examples.targets, batch_size=4)
     assert len(predictions) == 4 and "bleu" in report
-    with pytest.raises(UserError, match="--target_vocabulary and --decoder_layers apply to encoder backbones"):
+    with pytest.raises(UserError, match="--target_vocabulary, --decoder_layers and --cross_attention_init apply to "
+                                          "encoder backbones"):
         _task(preset, target_vocabulary="sentencepiece").build_model("float32", str(tmp_path / "run2"))
 
 

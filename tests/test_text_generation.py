@@ -110,7 +110,8 @@ def test_beam_export_serves_raw_prompts_like_in_memory_generation(trained, tmp_p
 def test_decoder_only_refuses_encoder_decoder_options():
     with pytest.raises(UserError, match="--freeze_decoder: .* is decoder-only"):
         _task(freeze_decoder="bottom:1").build_model("float32", "unused")
-    with pytest.raises(UserError, match="KerasHub causal model .* --target_vocabulary and --decoder_layers"):
+    with pytest.raises(UserError, match="KerasHub causal model .* --target_vocabulary, --decoder_layers and "
+                                          "--cross_attention_init"):
         _task(target_vocabulary="sentencepiece").build_model("float32", "unused")
 
 
