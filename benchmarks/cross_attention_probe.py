@@ -10,7 +10,7 @@ the cross-attention's entropy relative to uniform attention over the source
 (1.0: it attends to nothing in particular), its largest weight, and the
 gradient RMS of the cross- and self-attention query kernels. A cross-attention
 whose query/key gradients are orders of magnitude below the self-attention's
-is stuck: AdamW's epsilon (1e-6) swamps them. Writes
+is stuck: its gradients fall to AdamW's epsilon (1e-6) and below. Writes
 benchmarks/results/cross_attention_probe.json (one entry per --label).
 """
 

@@ -26,7 +26,7 @@ flags.DEFINE_string("data_dir", os.path.join("..", "shared", "data", "samsum"), 
 flags.DEFINE_string("work_dir", "/tmp/tflm_bench/samsum", "Model dir and export root for this run.")
 flags.DEFINE_integer("num_epochs", 3, "Epochs.")
 flags.DEFINE_integer("train_steps", 0, "Total steps (overrides --num_epochs when > 0).")
-flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("learning_rate", 2e-4, "Peak learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_source_length", 256, "Dialogue tokens.")
 flags.DEFINE_integer("beam_size", 4, "Beams for evaluation and export.")
