@@ -18,7 +18,7 @@ from tflm import metrics
 from tflm import training
 from tflm.tasks import Seq2SeqConfig
 from tflm.tasks import Seq2SeqTask
-from tflm.tasks.seq2seq_task import CROSS_ATTENTION_CHOICES
+from tflm.heads.warm_started_seq2seq_lm import CROSS_ATTENTION_INITS
 from tflm.tasks.seq2seq_task import TARGET_VOCABULARIES
 
 FLAGS = flags.FLAGS
@@ -66,7 +66,7 @@ def define_flags(defaults):
     flags.DEFINE_integer("target_vocabulary_size", 8000, "Size of a learned target vocabulary.", lower_bound=16)
     flags.DEFINE_integer("decoder_layers", 0, "Decoder blocks (warm-started from the lowest encoder blocks); "
                          "0: as many as the encoder.", lower_bound=0)
-    flags.DEFINE_enum("cross_attention_init", "auto", CROSS_ATTENTION_CHOICES,
+    flags.DEFINE_enum("cross_attention_init", "auto", CROSS_ATTENTION_INITS,
                       "Start of the warm-started decoder's cross-attention: random (Rothe et al. 2020), or a "
                       "copy of the same block's pretrained self-attention. auto: the copy when the decoder shares "
                       "the source vocabulary, else random.")

@@ -9,7 +9,10 @@ cross-attention can instead start as a copy of the same block's pretrained
 self-attention (`cross_attention_init="self_attention"`): encoder and decoder
 states come from the same checkpoint, so the copied projections already relate
 decoder queries to source tokens, where random ones (std 0.02) start with a
-near-zero signal that training must grow. When
+near-zero signal that training must grow. On SAMSum a random start stayed at
+uniform attention (benchmarks/README.md), so "auto" copies whenever the
+decoder shares the source vocabulary and starts random with a new target
+vocabulary (new embeddings; the measured Multi30k setting). When
 the target side uses the source vocabulary, the decoder shares the encoder's
 token embedding and the output projection is tied to it; with a separate
 target vocabulary both are new (and tied to each other).
@@ -25,7 +28,7 @@ from keras import ops
 from tflm.backbones.freeze_spec import freeze_unused_pooler
 from tflm.errors import UserError
 
-CROSS_ATTENTION_INITS = ("random", "self_attention")
+CROSS_ATTENTION_INITS = ("auto", "random", "self_attention")
 ENCODER_INPUTS = ("encoder_token_ids", "encoder_padding_mask")
 DECODER_INPUTS = ("decoder_token_ids", "decoder_padding_mask")
 
@@ -107,15 +110,17 @@ class WarmStartedDecoder(keras.Model):
         self.num_heads = encoder.num_heads
         self.built = True  # Every sublayer was built above.
 
-    def warm_start(self, encoder, cross_attention_init="random"):
+    def warm_start(self, encoder, cross_attention_init="auto"):
         """Copies the encoder's weights into every decoder part that has a twin.
 
-        `cross_attention_init="self_attention"` also copies each encoder block's self-attention (and its
-        LayerNorm) into the decoder block's cross-attention.
+        `cross_attention_init="self_attention"` (or "auto" with a shared vocabulary) also copies each encoder
+        block's self-attention (and its LayerNorm) into the decoder block's cross-attention.
         """
         if cross_attention_init not in CROSS_ATTENTION_INITS:
             raise UserError(
                 f"--cross_attention_init={cross_attention_init}: one of {', '.join(CROSS_ATTENTION_INITS)}")
+        copy_cross_attention = cross_attention_init == "self_attention" or (
+            cross_attention_init == "auto" and self.shares_source_vocabulary)
         positions = ops.convert_to_numpy(encoder.position_embedding.position_embeddings)
         # BERT adds segment 0's embedding to every token; fold it into the positions.
         segment = ops.convert_to_numpy(encoder.segment_embedding.embeddings)[0] if hasattr(
@@ -127,7 +132,7 @@ class WarmStartedDecoder(keras.Model):
                          "_feedforward_intermediate_dense", "_feedforward_output_dense",
                          "_feedforward_layer_norm"):
                 getattr(block, part).set_weights(getattr(source, part).get_weights())
-            if cross_attention_init == "self_attention":
+            if copy_cross_attention:
                 block._cross_attention_layer.set_weights(source._self_attention_layer.get_weights())
                 block._cross_attention_layer_norm.set_weights(source._self_attention_layer_norm.get_weights())
 
@@ -213,7 +218,7 @@ class WarmStartedSeq2SeqLM(keras.Model):
 
 
 def build_warm_started_seq2seq(backbone, target_vocabulary_size=None, decoder_layers=None, dropout=0.1,
-                               cross_attention_init="random"):
+                               cross_attention_init="auto"):
     """BERT2BERT from `backbone`; `target_vocabulary_size` None shares the source vocabulary."""
     _require_bert_family(backbone)
     decoder = WarmStartedDecoder(backbone, target_vocabulary_size, decoder_layers, dropout, name="decoder")

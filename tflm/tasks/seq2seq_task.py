@@ -27,7 +27,6 @@ from tflm.heads import keras_hub_language_model
 from tflm.heads import keras_hub_seq2seq
 from tflm.heads import seq2seq_preprocessor
 from tflm.heads.prompt_completion_preprocessor import PromptCompletionPreprocessor
-from tflm.heads.warm_started_seq2seq_lm import CROSS_ATTENTION_INITS
 from tflm.heads.warm_started_seq2seq_lm import build_warm_started_seq2seq
 from tflm.metrics import generation_metrics
 from tflm.training import losses
@@ -36,10 +35,6 @@ from tflm.data.data_reading import DataReading
 EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
 TARGET_VOCABULARIES = ("source", "sentencepiece")
-# auto: copy the pretrained self-attention when the decoder shares the source vocabulary (its states then
-# live in the encoder's space; a random cross-attention stayed at uniform attention on SAMSum, see
-# benchmarks/README.md), random with a new target vocabulary (the measured Multi30k setting).
-CROSS_ATTENTION_CHOICES = ("auto", *CROSS_ATTENTION_INITS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +43,7 @@ class Seq2SeqConfig:
     freeze: str = ""  # Encoder side.
     freeze_decoder: str = ""
     decoder_layers: int = 0  # 0: as many as the encoder (warm-started route).
-    cross_attention_init: str = "auto"  # Warm-started route; see CROSS_ATTENTION_CHOICES.
+    cross_attention_init: str = "auto"  # Warm-started route: auto, random or self_attention (see the head).
     target_vocabulary: str = "source"  # Or "sentencepiece": learned from the train targets.
     target_vocabulary_size: int = 8000
     max_source_length: int = 128
@@ -107,9 +102,6 @@ class Seq2SeqTask:
         --model_dir does not hold one yet.
         """
         c = self.config
-        if c.cross_attention_init not in CROSS_ATTENTION_CHOICES:
-            raise UserError(
-                f"--cross_attention_init={c.cross_attention_init}: one of {', '.join(CROSS_ATTENTION_CHOICES)}")
         preset = backbones.resolve_backbone(c.backbone)
         hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
         decoder_only = hub_cls is None and keras_hub_language_model.supported_objectives(preset) == ["causal_lm"]
@@ -149,11 +141,8 @@ class Seq2SeqTask:
             preprocessor = seq2seq_preprocessor.Seq2SeqPreprocessor(
                 source_tokenizer, target_tokenizer, source_special, target_special,
                 c.max_source_length, c.max_target_length)
-            cross_attention_init = c.cross_attention_init
-            if cross_attention_init == "auto":
-                cross_attention_init = "self_attention" if target_size is None else "random"
             model = build_warm_started_seq2seq(backbone, target_size, c.decoder_layers or None, c.dropout,
-                                               cross_attention_init)
+                                               c.cross_attention_init)
             encoder_part, decoder_part = backbone, model.decoder
         backbones.apply_freeze(encoder_part, backbones.FreezeSpec.parse(c.freeze), "--freeze")
         if decoder_part is not None:
