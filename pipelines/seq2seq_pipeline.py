@@ -62,7 +62,8 @@ def define_flags(defaults):
     flags.DEFINE_enum("target_vocabulary", defaults.target_vocabulary, TARGET_VOCABULARIES,
                       "Decoder vocabulary: the source one (embeddings shared and tied), or a SentencePiece "
                       "vocabulary learned from the training targets (for targets the source vocabulary "
-                      "covers badly, e.g. German with an uncased English WordPiece).")
+                      "covers badly, e.g. German with an uncased English WordPiece). auto: the learned one for "
+                      "an encoder backbone, the model's own for a KerasHub seq2seq or causal model.")
     flags.DEFINE_integer("target_vocabulary_size", 8000, "Size of a learned target vocabulary.", lower_bound=16)
     flags.DEFINE_integer("decoder_layers", 0, "Decoder blocks (warm-started from the lowest encoder blocks); "
                          "0: as many as the encoder.", lower_bound=0)

@@ -14,7 +14,7 @@ from tflm.data import demo
 DEFAULTS = seq2seq_pipeline.define_flags(seq2seq_pipeline.PipelineDefaults(
     name="translate", task="translation", demo_train=demo.TRANSLATION_TRAIN, demo_eval=demo.TRANSLATION_DEV,
     source_field="source", target_field="target", max_source_length=64, max_target_length=64,
-    target_vocabulary="sentencepiece", best_metric="bleu", export_name="translator", learning_rate=2e-4,
+    target_vocabulary="auto", best_metric="bleu", export_name="translator", learning_rate=2e-4,
     num_epochs=15,
 ))
 

@@ -103,6 +103,13 @@ def test_target_vocabulary_is_learned_once_and_reused(tmp_path):
 
 
 # -- preprocessing --------------------------------------------------------------
+def test_auto_target_vocabulary_is_learned_for_an_encoder_backbone(tiny_preset, tmp_path):
+    task = _task(tiny_preset, target_vocabulary="auto", target_vocabulary_size=40)
+    model, _ = task.build_model("float32", str(tmp_path), TARGETS * 3)
+    assert os.path.exists(tmp_path / target_vocabulary.VOCABULARY_FILE)
+    assert not model.decoder.shares_source_vocabulary
+
+
 def test_labels_are_decoder_inputs_shifted_by_one(tiny_seq2seq):
     _, _, preprocessor = tiny_seq2seq
     features, labels, weights = preprocessor.pack_pairs(preprocessor.source_tokenizer(tf.constant(SOURCES[:2])),
@@ -359,6 +366,9 @@ def test_keras_hub_seq2seq_preset_route(tmp_path):
     with pytest.raises(UserError, match="--target_vocabulary, --decoder_layers and --cross_attention_init apply to "
                                           "encoder backbones"):
         _task(preset, target_vocabulary="sentencepiece").build_model("float32", str(tmp_path / "run2"))
+    # translate's default: the model keeps its own vocabulary.
+    _, auto_preprocessor = _task(preset, target_vocabulary="auto").build_model("float32", str(tmp_path / "run3"))
+    assert auto_preprocessor.special_tokens.start_ids == (2, 0)
 
 
 def test_non_bert_encoder_is_refused_for_warm_start(tmp_path):

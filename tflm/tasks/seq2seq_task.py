@@ -34,7 +34,9 @@ from tflm.data.data_reading import DataReading
 
 EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
-TARGET_VOCABULARIES = ("source", "sentencepiece")
+# auto: learned for an encoder backbone, the model's own for a KerasHub
+# seq2seq or causal model (translate's default, so one command works with both).
+TARGET_VOCABULARIES = ("auto", "source", "sentencepiece")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Seq2SeqConfig:
     freeze_decoder: str = ""
     decoder_layers: int = 0  # 0: as many as the encoder (warm-started route).
     cross_attention_init: str = "auto"  # Warm-started route: auto, random or self_attention (see the head).
-    target_vocabulary: str = "source"  # Or "sentencepiece": learned from the train targets.
+    target_vocabulary: str = "source"  # "sentencepiece": learned from the train targets; or "auto".
     target_vocabulary_size: int = 8000
     max_source_length: int = 128
     max_target_length: int = 64
@@ -106,7 +108,7 @@ class Seq2SeqTask:
         hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
         decoder_only = hub_cls is None and keras_hub_language_model.supported_objectives(preset) == ["causal_lm"]
         if hub_cls is not None or decoder_only:
-            if c.target_vocabulary != "source" or c.decoder_layers or c.cross_attention_init != "auto":
+            if c.target_vocabulary == "sentencepiece" or c.decoder_layers or c.cross_attention_init != "auto":
                 raise UserError(
                     f"--backbone={c.backbone} is a KerasHub {'causal' if decoder_only else 'seq2seq'} model with "
                     "its own decoder and vocabulary; --target_vocabulary, --decoder_layers and --cross_attention_init "
@@ -131,7 +133,7 @@ class Seq2SeqTask:
             source_tokenizer = backbones.load_preprocessor(
                 preset, keras_hub.models.TextClassifierPreprocessor).tokenizer
             source_special = seq2seq_preprocessor.bert_special_tokens(source_tokenizer)
-            if c.target_vocabulary == "sentencepiece":
+            if c.target_vocabulary in ("sentencepiece", "auto"):
                 target_tokenizer = target_vocabulary.load_or_train(model_dir, train_targets,
                                                                    c.target_vocabulary_size)
                 target_special = seq2seq_preprocessor.sentencepiece_special_tokens(target_tokenizer)
