@@ -4,7 +4,9 @@
 
 Target: ROUGE-1/2/L >= 48 / 23 / 40 (the bart-base figure). Trains with the
 summarize pipeline (validation on validation.jsonl), then decodes test.jsonl
-with the exported SavedModel. Prints a table and writes
+with the exported SavedModel. Run again on a finished --work_dir with other
+decoding flags, it trains nothing: it re-evaluates validation, exports a new
+version and decodes test with it. Prints a table and writes
 benchmarks/results/samsum.json. The one train row with an empty dialogue
 (id 13828807, present in the original corpus) is skipped and reported by
 --skip_bad_rows.
@@ -30,6 +32,8 @@ flags.DEFINE_float("learning_rate", 2e-4, "Peak learning rate.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_source_length", 256, "Dialogue tokens.")
 flags.DEFINE_integer("beam_size", 4, "Beams for evaluation and export.")
+flags.DEFINE_float("length_penalty", 1.0, "See pipelines/summarize.py --length_penalty.")
+flags.DEFINE_integer("no_repeat_ngram_size", 0, "See pipelines/summarize.py --no_repeat_ngram_size.")
 flags.DEFINE_string("cross_attention_init", "auto", "See pipelines/summarize.py --cross_attention_init.")
 flags.DEFINE_integer("test_examples", 0, "Score only the first N test dialogues (0: all 819).")
 FLAGS = flags.FLAGS
@@ -46,7 +50,8 @@ def main(argv):
         f"--num_epochs={FLAGS.num_epochs}", f"--train_steps={FLAGS.train_steps}",
         f"--learning_rate={FLAGS.learning_rate}", f"--batch_size={FLAGS.batch_size}",
         f"--max_source_length={FLAGS.max_source_length}", "--max_target_length=64",
-        f"--beam_size={FLAGS.beam_size}", f"--cross_attention_init={FLAGS.cross_attention_init}",
+        f"--beam_size={FLAGS.beam_size}", f"--length_penalty={FLAGS.length_penalty}",
+        f"--no_repeat_ngram_size={FLAGS.no_repeat_ngram_size}", f"--cross_attention_init={FLAGS.cross_attention_init}",
         "--checkpoint_every_steps=500", "--eval_every_steps=100000",
     ]
     wall = run_pipeline("summarize", settings + [

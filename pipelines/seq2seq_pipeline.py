@@ -80,6 +80,8 @@ def define_flags(defaults):
     flags.DEFINE_integer("beam_size", 4, "Beams for --decoding=beam.", lower_bound=1)
     flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length**length_penalty; >1 favours "
                        "longer outputs, 0 ranks by raw log-prob.", lower_bound=0.0)
+    flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never generate an n-gram of this size twice (greedy and "
+                         "beam; encoder-decoder models); 0: off. 3 is usual for summaries.", lower_bound=0)
     flags.DEFINE_integer("eval_batch_size", 32, "Batch size for decoding the eval set.", lower_bound=1)
     common_flags.define_mode_flag()
     common_flags.define_backbone_flags()
@@ -105,7 +107,7 @@ def task_config():
         max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
         source_field=FLAGS.source_field, target_field=FLAGS.target_field, reading=common_flags.data_reading(),
         decoding=generation.DecodingConfig(FLAGS.decoding, FLAGS.beam_size, FLAGS.length_penalty,
-                                           FLAGS.max_target_length),
+                                           FLAGS.max_target_length, FLAGS.no_repeat_ngram_size),
     )
 
 

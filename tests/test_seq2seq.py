@@ -309,6 +309,59 @@ def test_generation_is_batch_invariant_and_pads_after_the_end(tiny_seq2seq):
             assert (row[ends[0] + 1:] == tokens.pad_id).all()
 
 
+class _BigramDecoder:
+    """A decoder whose next-token probabilities depend only on the last token (scripted search tests)."""
+
+    PAD, START, END = 0, 1, 2
+
+    def __init__(self, transitions, vocabulary_size):
+        table = np.full((vocabulary_size, vocabulary_size), 1e-6)
+        for token, following in transitions.items():
+            for next_token, probability in following.items():
+                table[token, next_token] = probability
+        self.log_probs = tf.constant(np.log(table / table.sum(axis=1, keepdims=True)), tf.float32)
+
+    def call_encoder(self, token_ids, padding_mask):
+        return tf.zeros([tf.shape(token_ids)[0], 1, 1])
+
+    def _initialize_cache(self, encoder_token_ids, decoder_ids):
+        return tf.zeros([tf.shape(decoder_ids)[0], 1]), tf.zeros([tf.shape(decoder_ids)[0], 1])
+
+    def call_decoder_with_cache(self, hidden, encoder_mask, decoder_ids, self_cache, index, cross_cache, cross_index):
+        logits = tf.gather(self.log_probs, decoder_ids[:, -1])[:, None, :]
+        return logits, None, self_cache, cross_cache
+
+
+def _scripted_generate(transitions, config):
+    model = _BigramDecoder(transitions, vocabulary_size=6)
+    tokens = generation.SpecialTokens(start_ids=(model.START,), end_id=model.END, pad_id=model.PAD)
+    return generation.generate(model, tf.ones([1, 3], tf.int32), tf.ones([1, 3], tf.int32), tokens, config).numpy()[0]
+
+
+def test_beam_search_keeps_searching_past_ended_hypotheses_and_applies_the_length_penalty():
+    # Token ids: 0 pad, 1 start, 2 end, 3 a, 4 b, 5 c. Ending at once has the best total log-prob (-0.69);
+    # "c b <end>" has the best per-token one (-1.63 / 3). Ended hypotheses must not fill the two beams
+    # (then "c b <end>" would be pruned); the length penalty must pick among everything that ended.
+    transitions = {1: {2: 0.5, 3: 0.3, 5: 0.2}, 3: {2: 0.6, 4: 0.4}, 5: {4: 0.99, 2: 0.01}, 4: {2: 0.99, 3: 0.01}}
+    per_token = _scripted_generate(transitions, generation.DecodingConfig("beam", 2, length_penalty=1.0, max_length=6))
+    total = _scripted_generate(transitions, generation.DecodingConfig("beam", 2, length_penalty=0.0, max_length=6))
+    np.testing.assert_array_equal(per_token, [5, 4, 2, 0, 0, 0])
+    np.testing.assert_array_equal(total, [2, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_no_repeat_ngram_size_bans_repeated_ngrams(method):
+    # Unconstrained, the likeliest continuation loops "a b a b ...".
+    transitions = {1: {3: 0.9, 2: 0.1}, 3: {4: 0.7, 5: 0.2, 2: 0.1}, 4: {3: 0.8, 2: 0.2}, 5: {2: 0.9, 3: 0.1}}
+    looping = _scripted_generate(transitions, generation.DecodingConfig(method, 2, max_length=8))
+    assert list(looping[:4]) == [3, 4, 3, 4]
+    output = _scripted_generate(transitions, generation.DecodingConfig(method, 2, max_length=8, no_repeat_ngram_size=2))
+    if method == "greedy":
+        np.testing.assert_array_equal(output, [3, 4, 3, 5, 2, 0, 0, 0])
+    bigrams = list(zip(output, output[1:]))[:list(output).index(2)]
+    assert len(bigrams) == len(set(bigrams))
+
+
 # -- evaluation and export --------------------------------------------------------
 def test_evaluate_decodes_and_scores_every_example(tiny_seq2seq, tmp_path):
     task, model, preprocessor = tiny_seq2seq

@@ -113,6 +113,8 @@ def test_decoder_only_refuses_encoder_decoder_options():
     with pytest.raises(UserError, match="KerasHub causal model .* --target_vocabulary, --decoder_layers and "
                                           "--cross_attention_init"):
         _task(target_vocabulary="sentencepiece").build_model("float32", "unused")
+    with pytest.raises(UserError, match="--no_repeat_ngram_size: .* KerasHub's samplers"):
+        _task(decoding=generation.DecodingConfig(no_repeat_ngram_size=3)).build_model("float32", "unused")
 
 
 @pytest.mark.slow  # Pipeline end to end (~80 s); the decoder-only export is fast-tested above. CI: -m slow.

@@ -117,6 +117,9 @@ class Seq2SeqTask:
         if decoder_only:
             if c.freeze_decoder:
                 raise UserError(f"--freeze_decoder: --backbone={c.backbone} is decoder-only (one stack); use --freeze")
+            if c.decoding.no_repeat_ngram_size:
+                raise UserError(f"--no_repeat_ngram_size: --backbone={c.backbone} is decoder-only and decodes with "
+                                "KerasHub's samplers, which have no such option")
             model, hub_preprocessor = keras_hub_language_model.load_language_model(
                 preset, "causal_lm", precision, c.max_source_length + c.max_target_length)
             preprocessor = PromptCompletionPreprocessor(hub_preprocessor.tokenizer, c.max_source_length,
