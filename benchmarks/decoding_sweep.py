@@ -43,6 +43,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    if FLAGS.pipeline != _PIPELINE:  # "--pipeline NAME" (with a space) escapes the pre-scan.
+        raise app.UsageError("write --pipeline=NAME")
     from tflm import training
     from tflm.tasks import Seq2SeqTask
 
