@@ -40,6 +40,7 @@ class PipelineDefaults:
     learning_rate: float
     num_epochs: int
     backbone: str = backbones.BUNDLED_MINILM
+    no_repeat_ngram_size: int = 0
 
 
 # Flags that define the model in --model_dir; changing them needs a new dir.
@@ -80,8 +81,8 @@ def define_flags(defaults):
     flags.DEFINE_integer("beam_size", 4, "Beams for --decoding=beam.", lower_bound=1)
     flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length**length_penalty; >1 favours "
                        "longer outputs, 0 ranks by raw log-prob.", lower_bound=0.0)
-    flags.DEFINE_integer("no_repeat_ngram_size", 0, "Never generate an n-gram of this size twice (greedy and "
-                         "beam; encoder-decoder models); 0: off. 3 is usual for summaries.", lower_bound=0)
+    flags.DEFINE_integer("no_repeat_ngram_size", defaults.no_repeat_ngram_size, "Never generate an n-gram of this "
+                         "size twice (greedy and beam; encoder-decoder models); 0: off.", lower_bound=0)
     flags.DEFINE_integer("eval_batch_size", 32, "Batch size for decoding the eval set.", lower_bound=1)
     common_flags.define_mode_flag()
     common_flags.define_backbone_flags()

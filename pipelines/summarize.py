@@ -16,6 +16,8 @@ DEFAULTS = seq2seq_pipeline.define_flags(seq2seq_pipeline.PipelineDefaults(
     demo_eval=demo.SUMMARIZATION_DEV, source_field="dialogue", target_field="summary",
     max_source_length=256, max_target_length=64, target_vocabulary="source", best_metric="rougeLsum",
     export_name="summarizer", learning_rate=2e-4, num_epochs=15,
+    # Banning repeated trigrams raised SAMSum validation ROUGE-1 by 0.7 to 3.0 points (benchmarks/README.md).
+    no_repeat_ngram_size=3,
 ))
 
 

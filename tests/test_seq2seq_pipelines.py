@@ -57,6 +57,7 @@ def test_summarize_on_the_demo_dialogues(tiny_preset, tmp_path):
     report = json.load(open(tmp_path / "run" / "eval_results.json"))
     assert report["num_examples"] == 60 and "rougeLsum" in report
     assert "truncating" in result.stderr  # Dialogues longer than 24 tokens are counted.
+    assert "--no_repeat_ngram_size=3\n" in (tmp_path / "run" / "flags.txt").read_text()  # summarize's default.
     assert not os.path.exists(tmp_path / "exports")
 
 
