@@ -20,6 +20,7 @@ flags.DEFINE_string("data_dir", os.path.join("..", "shared", "data", "sst2"), "F
 flags.DEFINE_string("work_dir", "/tmp/tflm_bench/sst2", "Model dir and export root for this run.")
 flags.DEFINE_integer("num_epochs", 3, "Epochs.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("layer_lr_decay", 1.0, "Layer-wise learning-rate decay (see pipelines/classify.py).")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_seq_length", 64, "Tokens per sentence.")
 flags.DEFINE_string("pooling", "mean", "Sentence vector (see pipelines/classify.py --pooling).")
@@ -36,7 +37,7 @@ def main(argv):
         f"--train_data={data_dir}/train.tsv.gz", f"--eval_data={data_dir}/dev.tsv",
         f"--num_epochs={FLAGS.num_epochs}", f"--learning_rate={FLAGS.learning_rate}",
         f"--batch_size={FLAGS.batch_size}", f"--max_seq_length={FLAGS.max_seq_length}",
-        f"--pooling={FLAGS.pooling}",
+        f"--pooling={FLAGS.pooling}", f"--layer_lr_decay={FLAGS.layer_lr_decay}",
         f"--eval_every_steps={FLAGS.eval_every_steps}", f"--checkpoint_every_steps={FLAGS.eval_every_steps}",
     ]
     wall = classification_run.run_classify(

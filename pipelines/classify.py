@@ -58,6 +58,7 @@ common_flags.define_mode_flag()
 common_flags.define_backbone_flags()
 common_flags.define_runtime_flags()
 common_flags.define_training_flags("classify", best_metric="accuracy")
+common_flags.define_layer_lr_decay_flag()
 common_flags.define_export_flags("text_classifier")
 flags.DEFINE_integer("serving_float32_max_batch", -1, "The export answers requests of at most this many texts in "
                      "float32 when the model computes in bfloat16 (lower latency for single sentences on CPU; "
@@ -196,7 +197,7 @@ def main(argv):
     if training_run:
         final_evaluation = common_flags.train_from_flags(
             model, task.loss, strategy, precision, model_dir, task.build_inputs(train_examples, labels, preprocessor),
-            evaluate, pad_to_length=FLAGS.max_seq_length if FLAGS.padding == "max_length" else 0)
+            evaluate, pad_to_length=FLAGS.max_seq_length if FLAGS.padding == "max_length" else 0, backbone=backbone)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 

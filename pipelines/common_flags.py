@@ -178,8 +178,21 @@ def data_sources(demo_train, demo_eval):
     return FLAGS.train_data, FLAGS.eval_data or FLAGS.train_data
 
 
-def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_inputs, evaluate, pad_to_length=0):
+def define_layer_lr_decay_flag():
+    """For pipelines whose model is one backbone under a head (classify, pretrain)."""
+    flags.DEFINE_float("layer_lr_decay", 1.0, "Layer-wise learning-rate decay: the top backbone block "
+                       "learns at this factor x --learning_rate, each block below at one more factor, the "
+                       "embeddings at one more; the head at the full rate. 1: off.", upper_bound=1.0)
+    flags.register_validator("layer_lr_decay", lambda value: value > 0,
+                             message="--layer_lr_decay must be > 0 (1 turns it off)")
+
+
+def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_inputs, evaluate, pad_to_length=0,
+                     backbone=None):
     """Trains `model` with the training flags, resuming from `model_dir`.
+
+    `backbone`: the model's backbone, given by pipelines that define
+    --layer_lr_decay; the decay runs over its blocks.
 
     `evaluate()` returns (metrics dict, per-example outputs). Returns the last
     evaluation's pair when it was of the best weights, which the model holds
@@ -194,10 +207,14 @@ def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_input
         early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
         on_nan=FLAGS.on_nan, jit_compile=runtime.resolve_jit_compile(FLAGS.jit_compile, strategy),
     )
+    lr_multipliers = training.layer_lr_multipliers(backbone, FLAGS.layer_lr_decay) if backbone else {}
+    if lr_multipliers:
+        logging.info("Layer-wise learning-rate decay %g: factors from %.3g (embeddings) to %g (top block); "
+                     "head 1", FLAGS.layer_lr_decay, min(lr_multipliers.values()), max(lr_multipliers.values()))
     with strategy.scope():
         optimizer = training.create_optimizer(
             FLAGS.learning_rate, train_steps, FLAGS.warmup_fraction, FLAGS.weight_decay,
-            FLAGS.clip_norm, loss_scale=precision == "mixed_float16",
+            FLAGS.clip_norm, loss_scale=precision == "mixed_float16", lr_multipliers=lr_multipliers,
         )
     logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
                  train_steps, steps_per_epoch, FLAGS.batch_size,

@@ -50,6 +50,7 @@ common_flags.define_mode_flag()
 common_flags.define_backbone_flags()
 common_flags.define_runtime_flags()
 common_flags.define_training_flags("pretrain", best_metric="perplexity")
+common_flags.define_layer_lr_decay_flag()
 FLAGS.set_default("learning_rate", 5e-5)
 flags.register_validator("best_metric", lambda v: v in perplexity.LANGUAGE_MODEL_METRICS,
                          message=f"--best_metric: one of {', '.join(perplexity.LANGUAGE_MODEL_METRICS)}")
@@ -92,7 +93,7 @@ def main(argv):
             print(f"Before training: {perplexity.format_language_model_report(before)}", flush=True)
         final_evaluation = common_flags.train_from_flags(
             model, task.loss, strategy, precision, model_dir, task.build_inputs(train_corpus, preprocessor, FLAGS.seed),
-            evaluate)
+            evaluate, backbone=model.backbone)
     else:
         logging.info("Loaded weights from %s", training.restore_for_inference(model, model_dir))
 

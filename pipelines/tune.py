@@ -44,7 +44,8 @@ flags.DEFINE_string("tune_dir", os.path.join("runs", "tune"), "Search state, tri
 flags.DEFINE_integer("seed", 42, "Seed of the search and of the trials' runs.")
 # Default search ranges; freezing is not searched unless asked (it depends on the backbone's depth).
 DEFAULT_RANGES = {"learning_rate": "1e-5,3e-4", "batch_size": "16,32", "num_epochs": "1,3",
-                  "warmup_fraction": "0,0.2", "weight_decay": "0,0.1", "dropout": "0,0.3", "freeze_bottom": ""}
+                  "warmup_fraction": "0,0.2", "weight_decay": "0,0.1", "dropout": "0,0.3", "freeze_bottom": "",
+                  "layer_lr_decay": ""}
 
 
 def range_flag_name(parameter):
@@ -65,8 +66,14 @@ OWNED_FLAGS = ("model_dir", "mode", "seed")
 
 
 def search_space_from_flags():
-    dimensions = [search_space.parse_dimension(p, FLAGS[range_flag_name(p)].value, range_flag_name(p))
-                  for p in search_space.PARAMETERS]
+    dimensions = []
+    for parameter, (flag, _) in search_space.PARAMETERS.items():
+        name = range_flag_name(parameter)
+        if FLAGS.pipeline not in search_space.PIPELINES_WITH.get(parameter, (FLAGS.pipeline,)):
+            if FLAGS[name].present and FLAGS[name].value:
+                raise UserError(f"--{name}: --pipeline={FLAGS.pipeline} has no {flag} flag")
+            continue  # A default range for a flag this pipeline lacks.
+        dimensions.append(search_space.parse_dimension(parameter, FLAGS[name].value, name))
     return search_space.SearchSpace(dimensions, hyperband=FLAGS.tuner == "hyperband")
 
 

@@ -91,6 +91,8 @@ CASES = [
      "--freeze: block 5 requested but the backbone has 2 blocks (0-1)", None),
     ("bad_freeze_decoder_spec", "summarize", lambda w: ["--freeze_decoder=blocks:x"],
      "--freeze_decoder: 'blocks:x' needs a non-negative integer", None),
+    ("zero_layer_lr_decay", "classify", lambda w: ["--layer_lr_decay=0"],
+     "--layer_lr_decay must be > 0 (1 turns it off)", None),
     ("zero_batch_size", "classify", lambda w: ["--batch_size=0"], "--batch_size", None),
     ("three_text_fields", "classify", lambda w: ["--text_fields=a,b,c"], "--text_fields: give one field, or two",
      None),

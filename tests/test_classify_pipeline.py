@@ -21,7 +21,7 @@ def fast_flags(tiny_preset, tmp_path):
 
 
 def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
-    result = classify(*fast_flags(tiny_preset, tmp_path), "--freeze=embeddings")
+    result = classify(*fast_flags(tiny_preset, tmp_path), "--freeze=embeddings", "--layer_lr_decay=0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     report = json.load(open(run / "eval_results.json"))
@@ -30,6 +30,8 @@ def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
     predictions = [json.loads(line) for line in open(run / "eval_predictions.jsonl")]
     assert len(predictions) == 80 and predictions[0]["predicted"] in ("negative", "positive")
     assert "trainable" in result.stderr and "frozen" in result.stderr
+    # Two blocks: top 0.5, bottom 0.25, embeddings 0.125 (frozen here, so unused).
+    assert "Layer-wise learning-rate decay 0.5: factors from 0.125 (embeddings) to 0.5 (top block)" in result.stderr
     assert "precision" in result.stdout and "confusion matrix" in result.stdout
     export = tmp_path / "exports" / "text_classifier" / "1"
     strings, ints = {"text": "DT_STRING"}, {"token_ids": "DT_INT32", "segment_ids": "DT_INT32",

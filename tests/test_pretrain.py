@@ -175,8 +175,9 @@ def test_objective_the_backbone_lacks_is_refused(tiny_preset):
 def test_pretrain_then_classify_with_the_adapted_backbone(tiny_preset, tmp_path):
     run = tmp_path / "mlm"
     result = run_module("pipelines.pretrain", f"--backbone={tiny_preset}", f"--model_dir={run}", "--train_steps=6",
-                        "--batch_size=8", "--max_seq_length=32", "--learning_rate=1e-3")
+                        "--batch_size=8", "--max_seq_length=32", "--learning_rate=1e-3", "--layer_lr_decay=0.8")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Layer-wise learning-rate decay 0.8: factors from 0.512 (embeddings) to 0.8 (top block)" in result.stderr
     before = json.loads((run / "eval_before_training.json").read_text())
     after = json.loads((run / "eval_results.json").read_text())
     assert after["tokens"] == before["tokens"] > 0  # The same fixed validation masks.

@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from tests.conftest import make_tiny_bert_preset, strategy_named, tiny_classifier_trainer, weights
 from tflm.errors import TrainingDiverged, UserError
+from tflm import backbones
+from tflm.training.layer_lr_decay import layer_lr_multipliers
 from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, create_optimizer
 from tflm.training.runtime import CPU_FLOAT32_SERVING_MAX_BATCH, get_distribution_strategy, resolve_jit_compile
 from tflm.training.runtime import resolve_float32_serving_max_batch, resolve_precision
@@ -68,6 +70,64 @@ def test_fused_adamw_takes_the_same_steps_as_keras_adamw(strategy):
     for want, got in zip(expected, fused):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(fused[0], init[0])
+
+
+def test_layer_lr_decay_multipliers_fall_from_the_top_block_to_the_embeddings(tiny_preset):
+    backbone, _ = backbones.load_backbone(tiny_preset)  # Two blocks.
+    multipliers = layer_lr_multipliers(backbone, 0.5)
+    by_part = {}
+    for variable in backbone.weights:
+        part = variable.path.split("/")[0]
+        by_part.setdefault(part, set()).add(multipliers.get(variable.path, 1.0))
+    assert by_part["transformer_layer_1"] == {0.5} and by_part["transformer_layer_0"] == {0.25}
+    assert by_part["token_embedding"] == by_part["embeddings_layer_norm"] == {0.125}
+    assert by_part["pooled_dense"] == {1.0}  # Above the blocks: full rate.
+    assert layer_lr_multipliers(backbone, 1.0) == {}
+    with pytest.raises(UserError, match=r"--layer_lr_decay=1.5: must lie in \(0, 1\]"):
+        layer_lr_multipliers(backbone, 1.5)
+    with pytest.raises(UserError, match="Sequential has no transformer blocks"):
+        layer_lr_multipliers(keras.Sequential([keras.layers.Dense(2)]), 0.5)
+
+
+def test_a_variables_lr_multiplier_scales_its_adam_step_and_weight_decay():
+    """Factor 0.5 on one variable: it moves exactly as under half the learning rate; the other is untouched."""
+    rng = np.random.default_rng(0)
+    init = [rng.normal(size=(4, 3)).astype("float32") for _ in range(2)]
+    targets = tf.constant(rng.normal(size=(2, 3)).astype("float32"))
+
+    def train(learning_rate, multipliers):
+        low, high = keras.Variable(init[0], name="low"), keras.Variable(init[1], name="high")
+        multipliers = {low.path: f for f in multipliers[:1]}
+        optimizer = FusedAdamW(learning_rate=learning_rate, weight_decay=0.1, epsilon=1e-6,
+                               lr_multipliers=multipliers)
+        optimizer.build([low, high])
+        for _ in range(5):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.ones((2, 4)) @ (low.value * high.value) - targets))
+            optimizer.apply_gradients(zip(tape.gradient(loss, [low.value, high.value]), [low, high]))
+        return low.numpy(), high.numpy()
+
+    half_low, full_high = train(1e-2, [0.5])
+    assert not np.allclose(half_low, init[0]) and not np.allclose(full_high, init[1])
+    assert not np.allclose(half_low, train(1e-2, [])[0], atol=1e-4)
+
+    def train_low_alone(learning_rate):
+        low, high = keras.Variable(init[0], name="low"), keras.Variable(init[1], name="high")
+        low_optimizer = FusedAdamW(learning_rate=learning_rate, weight_decay=0.1, epsilon=1e-6)
+        high_optimizer = FusedAdamW(learning_rate=1e-2, weight_decay=0.1, epsilon=1e-6)
+        low_optimizer.build([low])
+        high_optimizer.build([high])
+        for _ in range(5):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.ones((2, 4)) @ (low.value * high.value) - targets))
+            gradients = tape.gradient(loss, [low.value, high.value])
+            low_optimizer.apply_gradients([(gradients[0], low)])
+            high_optimizer.apply_gradients([(gradients[1], high)])
+        return low.numpy(), high.numpy()
+
+    want_low, want_high = train_low_alone(5e-3)
+    np.testing.assert_allclose(half_low, want_low, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(full_high, want_high, rtol=1e-5, atol=1e-6)
 
 
 def test_strategies_and_errors():

@@ -17,7 +17,7 @@ from tflm.tuning.search_space import SearchSpace, parse_dimension
 
 # Every range empty unless a test searches it.
 NO_SEARCH = ["--learning_rate_range=", "--batch_size_choices=", "--num_epochs_range=", "--warmup_fraction_range=",
-             "--weight_decay_range=", "--dropout_range=", "--freeze_bottom_range="]
+             "--weight_decay_range=", "--dropout_range=", "--freeze_bottom_range=", "--layer_lr_decay_range="]
 
 
 def trial_flags(tiny_preset, tmp_path):
@@ -47,6 +47,7 @@ def test_search_space_parsing():
         ("num_epochs", "1,2,3", "LOW,HIGH"),
         ("num_epochs", "a,b", "expected comma-separated ints"),
         ("batch_size", "16,16", "distinct and positive"),
+        ("layer_lr_decay", "0,0.9", r"within \(0, 1\]"),
     ]:
         with pytest.raises(UserError, match=message):
             parse_dimension(name, text, f"{name}_range")
@@ -135,6 +136,8 @@ def test_bad_tuning_flags_are_one_line_errors(tiny_preset, tmp_path):
         (["--dropout_range=0,0.2", "--", "--dropout=0.1"], "--dropout after '--' is also searched"),
         (["--dropout_range=0,0.2", "--", "--model_dir=x"], "--model_dir after '--': the tuner sets it"),
         (["--dropout_range=0,0.2", "--max_minutes=0.0001"], "(time budget spent"),
+        (["--pipeline=translate", "--layer_lr_decay_range=0.7,1"],
+         "--layer_lr_decay_range: --pipeline=translate has no --layer_lr_decay flag"),
     ]):
         result = run_module("pipelines.tune", f"--tune_dir={tmp_path}/tune_{index}",
                             *NO_SEARCH, *flags, *([] if "--" in flags else ["--", f"--backbone={tiny_preset}"]))

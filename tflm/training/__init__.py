@@ -1,5 +1,6 @@
 """Training: runtime (strategy, precision), optimizer, the training loop."""
 
+from tflm.training.layer_lr_decay import layer_lr_multipliers
 from tflm.training.optimization import create_optimizer
 from tflm.training.runtime import RuntimeConfig
 from tflm.training.runtime import set_up_runtime

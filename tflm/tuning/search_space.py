@@ -17,7 +17,11 @@ PARAMETERS = {
     "weight_decay": ("--weight_decay", "float"),
     "dropout": ("--dropout", "float"),
     "freeze_bottom": ("--freeze_bottom", "int"),
+    "layer_lr_decay": ("--layer_lr_decay", "float"),
 }
+# The pipelines that define a parameter's flag, where not every one does.
+PIPELINES_WITH = {"dropout": ("classify", "translate", "summarize", "generate_text"),
+                  "layer_lr_decay": ("classify", "pretrain")}
 # Hyperband chooses epochs itself, per bracket and round.
 HYPERBAND_EPOCHS = "tuner/epochs"
 
@@ -59,6 +63,8 @@ def parse_dimension(name, text, flag_name):
         raise UserError(f"--{flag_name}={text}: a log-scale range must be positive")
     if name in ("warmup_fraction", "dropout") and not (0 <= low and high <= 1):
         raise UserError(f"--{flag_name}={text}: must lie within 0..1")
+    if name == "layer_lr_decay" and not (0 < low and high <= 1):
+        raise UserError(f"--{flag_name}={text}: must lie within (0, 1]")
     if kind == "int" and low < (1 if name == "num_epochs" else 0):
         raise UserError(f"--{flag_name}={text}: must be >= {1 if name == 'num_epochs' else 0}")
     return Dimension(name, kind, values)
