@@ -44,9 +44,11 @@ class FusedAdamW(keras.optimizers.AdamW):
 
     `lr_multipliers` ({variable path: factor}, see layer_lr_decay.py) scales
     both the Adam step and the decoupled weight decay of those variables, as
-    a PyTorch parameter group with its own learning rate would. The decay is
-    therefore applied here, per variable, just before its Adam step, rather
-    than in Keras's separate pass over all variables (same arithmetic).
+    a PyTorch parameter group with its own learning rate would. With them the
+    decay is applied per variable, just before its Adam step, instead of in
+    Keras's separate pass over all variables (same arithmetic). Without them
+    Keras's pass stays: the step is then exactly the one whose speed
+    benchmarks/README.md reports.
     """
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
@@ -62,16 +64,17 @@ class FusedAdamW(keras.optimizers.AdamW):
         self._lr_factors = [self.lr_multipliers.get(v.path, 1.0) for v in var_list]
 
     def _apply_weight_decay(self, variables):
-        """Done in update_step instead, with the variable's own learning rate."""
+        if not self.lr_multipliers:
+            super()._apply_weight_decay(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         learning_rate = tf.cast(learning_rate, dtype)
-        if self._lr_factors[index] != 1.0:
+        if self.lr_multipliers:
             learning_rate = learning_rate * self._lr_factors[index]
-        if self.weight_decay is not None and self._use_weight_decay(variable):
-            variable.assign_sub(variable * tf.cast(self.weight_decay, dtype) * learning_rate)
+            if self.weight_decay is not None and self._use_weight_decay(variable):
+                variable.assign_sub(variable * tf.cast(self.weight_decay, dtype) * learning_rate)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
