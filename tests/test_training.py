@@ -95,37 +95,28 @@ def test_a_variables_lr_multiplier_scales_its_adam_step_and_weight_decay():
     init = [rng.normal(size=(4, 3)).astype("float32") for _ in range(2)]
     targets = tf.constant(rng.normal(size=(2, 3)).astype("float32"))
 
-    def train(learning_rate, multipliers):
+    def train(optimizer_groups):
+        """5 steps; `optimizer_groups(low, high)` gives (optimizer, variables) pairs. Returns (low, high)."""
         low, high = keras.Variable(init[0], name="low"), keras.Variable(init[1], name="high")
-        multipliers = {low.path: f for f in multipliers[:1]}
-        optimizer = FusedAdamW(learning_rate=learning_rate, weight_decay=0.1, epsilon=1e-6,
-                               lr_multipliers=multipliers)
-        optimizer.build([low, high])
+        groups = optimizer_groups(low, high)
+        for optimizer, variables in groups:
+            optimizer.build(variables)
         for _ in range(5):
             with tf.GradientTape() as tape:
                 loss = tf.reduce_sum(tf.square(tf.ones((2, 4)) @ (low.value * high.value) - targets))
-            optimizer.apply_gradients(zip(tape.gradient(loss, [low.value, high.value]), [low, high]))
+            gradients = dict(zip(("low", "high"), tape.gradient(loss, [low.value, high.value])))
+            for optimizer, variables in groups:
+                optimizer.apply_gradients([(gradients[v.name], v) for v in variables])
         return low.numpy(), high.numpy()
 
-    half_low, full_high = train(1e-2, [0.5])
+    def adamw(learning_rate, lr_multipliers=None):
+        return FusedAdamW(learning_rate=learning_rate, weight_decay=0.1, epsilon=1e-6, lr_multipliers=lr_multipliers)
+
+    half_low, full_high = train(lambda low, high: [(adamw(1e-2, {low.path: 0.5}), [low, high])])
     assert not np.allclose(half_low, init[0]) and not np.allclose(full_high, init[1])
-    assert not np.allclose(half_low, train(1e-2, [])[0], atol=1e-4)
-
-    def train_low_alone(learning_rate):
-        low, high = keras.Variable(init[0], name="low"), keras.Variable(init[1], name="high")
-        low_optimizer = FusedAdamW(learning_rate=learning_rate, weight_decay=0.1, epsilon=1e-6)
-        high_optimizer = FusedAdamW(learning_rate=1e-2, weight_decay=0.1, epsilon=1e-6)
-        low_optimizer.build([low])
-        high_optimizer.build([high])
-        for _ in range(5):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.square(tf.ones((2, 4)) @ (low.value * high.value) - targets))
-            gradients = tape.gradient(loss, [low.value, high.value])
-            low_optimizer.apply_gradients([(gradients[0], low)])
-            high_optimizer.apply_gradients([(gradients[1], high)])
-        return low.numpy(), high.numpy()
-
-    want_low, want_high = train_low_alone(5e-3)
+    assert not np.allclose(half_low, train(lambda low, high: [(adamw(1e-2), [low, high])])[0], atol=1e-4)
+    # The reference: `low` alone under half the rate (Keras's own weight-decay pass), `high` at the full rate.
+    want_low, want_high = train(lambda low, high: [(adamw(5e-3), [low]), (adamw(1e-2), [high])])
     np.testing.assert_allclose(half_low, want_low, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full_high, want_high, rtol=1e-5, atol=1e-6)
 
