@@ -36,7 +36,7 @@ CATEGORIES = [
     ("matmul (dense layers, attention)", r"^_?(Mkl)?(Native)?(Fused)?(MatMul|BatchMatMul|Einsum|Conv)"),
     ("softmax", r"Softmax"),
     ("layer norm", r"layer_norm|LayerNorm|FusedBatchNorm|Rsqrt|SquaredDifference|Mean"),
-    ("GELU / activations", r"Erf|Gelu|Tanh|Relu"),
+    ("GELU / activations", r"Erf|Gelu|Tanh|Relu|Sigmoid"),
     ("dropout (random)", r"dropout|Stateless|Random|GreaterEqual|SelectV2"),
     ("dtype casts", r"^Cast"),
     ("embedding gather / scatter", r"Gather|Scatter|UnsortedSegmentSum|embedding"),

@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.conftest import make_tiny_bert_preset, strategy_named, tiny_classifier_trainer, weights
 from tflm.errors import TrainingDiverged, UserError
 from tflm import backbones
+from tflm.backbones.fast_kernels import fast_dropout_call
 from tflm.training.layer_lr_decay import layer_lr_multipliers
 from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, create_optimizer
 from tflm.training.runtime import CPU_FLOAT32_SERVING_MAX_BATCH, get_distribution_strategy, resolve_jit_compile
@@ -181,6 +182,8 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_preset, tmp_path):
     assert len(stats["rss_mb_at_epoch_end"]) == 2 and min(stats["rss_mb_at_epoch_end"]) > 100  # Steps 4 and 8.
     assert stats["peak_rss_mb"] >= max(stats["rss_mb_at_epoch_end"])
     assert int(resumed.optimizer.iterations.numpy()) == 8
+    # tflm's dropout (the task switched it), whose masks the weights below depend on.
+    assert any(getattr(layer.call, "__func__", None) is fast_dropout_call for layer in resumed.model._flatten_layers())
     expected = weights(reference.model)
     for path, value in weights(resumed.model).items():
         np.testing.assert_allclose(value, expected[path], rtol=1e-5, atol=1e-6, err_msg=path)

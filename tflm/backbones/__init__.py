@@ -1,9 +1,10 @@
-"""Pretrained backbones: loading them and freezing parts of them."""
+"""Pretrained backbones: loading them, freezing parts of them, switching them to faster kernels."""
 
 from tflm.backbones.backbone_loader import BUNDLED_MINILM
 from tflm.backbones.backbone_loader import load_backbone
 from tflm.backbones.backbone_loader import load_preprocessor
 from tflm.backbones.backbone_loader import resolve_backbone
+from tflm.backbones.fast_kernels import use_fast_kernels
 from tflm.backbones.freeze_spec import FreezeSpec
 from tflm.backbones.freeze_spec import apply_freeze
 from tflm.backbones.freeze_spec import freeze_unused_pooler

@@ -100,6 +100,7 @@ class LanguageModelTask:
             self._masking = MaskingConfig.for_sequence_length(
                 c.max_seq_length, c.mask_rate, mask_token_id=tokenizer.mask_token_id,
                 vocabulary_size=tokenizer.vocabulary_size(), unmaskable_ids=tuple(tokenizer.special_token_ids))
+        backbones.use_fast_kernels(model)
         backbones.freeze_unused_pooler(model.backbone)
         backbones.apply_freeze(model.backbone, backbones.FreezeSpec.parse(c.freeze), "--freeze")
         trainable, frozen = backbones.parameter_counts(model)
@@ -172,6 +173,9 @@ class LanguageModelTask:
         if self.objective == "causal_lm":
             features = features[0]
         reloaded = keras_hub.models.Backbone.from_preset(path, dtype=backbone.dtype_policy.name)
+        # The same kernels as the trained backbone, as every tflm task loading the preset gets
+        # (in bfloat16, Keras's kernels round differently).
+        backbones.use_fast_kernels(reloaded)
         expected, actual = backbone(features), reloaded(features)
         if isinstance(expected, dict):
             expected, actual = expected["sequence_output"], actual["sequence_output"]

@@ -149,6 +149,7 @@ class Seq2SeqTask:
             model = build_warm_started_seq2seq(backbone, target_size, c.decoder_layers or None, c.dropout,
                                                c.cross_attention_init)
             encoder_part, decoder_part = backbone, model.decoder
+        backbones.use_fast_kernels(model)
         backbones.apply_freeze(encoder_part, backbones.FreezeSpec.parse(c.freeze), "--freeze")
         if decoder_part is not None:
             backbones.apply_freeze(decoder_part, backbones.FreezeSpec.parse(c.freeze_decoder, "--freeze_decoder"),

@@ -100,6 +100,7 @@ class TextClassificationTask:
         spec = backbones.FreezeSpec.parse(self.config.freeze)
         backbones.apply_freeze(backbone, spec)
         model = heads.build_text_classifier(backbone, num_classes, self.config.dropout, self.config.pooling)
+        backbones.use_fast_kernels(model)
         trainable, frozen = backbones.parameter_counts(model)
         logging.info(
             "Parameters: %s trainable, %s frozen (%.1f%% frozen; --freeze=%r)",

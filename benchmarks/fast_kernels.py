@@ -1,0 +1,154 @@
+"""tflm's fast dropout / GELU / layer-norm kernels against Keras's own, side by side in one process.
+
+  python benchmarks/fast_kernels.py --sst2_dir=../shared/data/sst2
+
+Training: the bundled-MiniLM classifier is built twice as tflm-classify
+builds it (default precision), once with Keras's kernels and once switched
+by `use_fast_kernels`; each gets the tflm Trainer's compiled step. Their
+timed calls (`--steps` steps on full-length batch-32 rows) alternate for
+`--rounds` rounds, so both see the same machine load; the table gives the
+median step time and the median of the paired ratios. Serving: both models
+are exported as raw-text SavedModels (the classifier's serving module) and
+answer the same SST-2 dev sentences alternately, one text and 32 texts per
+request. Writes benchmarks/results/fast_kernels.json.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sst2_dir", os.path.join("..", "shared", "data", "sst2"), "SST-2 folder (dev.tsv) for serving.")
+flags.DEFINE_list("seq_lengths", ["64", "128"], "Training sequence lengths.")
+flags.DEFINE_integer("batch", 32, "Training batch size.")
+flags.DEFINE_integer("steps", 5, "Training steps per timed call.", lower_bound=1)
+flags.DEFINE_integer("rounds", 8, "Alternating timed calls per model.", lower_bound=1)
+flags.DEFINE_integer("requests", 150, "Timed one-text requests per export (32-text requests: a fifth).", lower_bound=5)
+
+VARIANTS = ("keras", "fast")
+
+
+def build_classifier(variant):
+    """The classifier TextClassificationTask builds, with Keras's kernels or switched to tflm's."""
+    from tflm import backbones
+    from tflm import heads
+    from tflm.tasks import TextClassificationConfig
+    from tflm.tasks import TextClassificationTask
+
+    task = TextClassificationTask(TextClassificationConfig(max_seq_length=max(int(s) for s in FLAGS.seq_lengths)))
+    backbone, preset = backbones.load_backbone(task.config.backbone)
+    model = heads.build_text_classifier(backbone, 2, task.config.dropout, task.config.pooling)
+    if variant == "fast":
+        backbones.use_fast_kernels(model)  # As TextClassificationTask.build_model does.
+    return task, model, preset
+
+
+def time_training(seq):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tflm import training
+
+    strategy = tf.distribute.get_strategy()
+    rows = np.random.default_rng(0).integers(1000, 30000, (FLAGS.batch, seq)).astype(np.int32)
+    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows), "padding_mask": tf.ones_like(rows)}
+    dataset = tf.data.Dataset.from_tensors((features, tf.constant(np.arange(FLAGS.batch) % 2, tf.int32))).repeat()
+    steps = 3 + FLAGS.rounds * FLAGS.steps
+    loops = {}
+    for variant in VARIANTS:
+        keras.utils.set_random_seed(0)
+        task, model, _ = build_classifier(variant)
+        optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
+        config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
+        trainer = training.Trainer(model, optimizer, task.loss, strategy, tempfile.mkdtemp(), config,
+                                   lambda: ({}, None))
+        loop, iterator = trainer._make_train_loop(), iter(dataset)  # The pipeline's compiled step.
+        for _ in range(3):
+            loop(iterator, tf.constant(1), tf.constant(0.0))
+        loops[variant] = (loop, iterator)
+    times = {variant: [] for variant in VARIANTS}
+    for _ in range(FLAGS.rounds):
+        for variant, (loop, iterator) in loops.items():
+            start = time.perf_counter()
+            loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
+            times[variant].append((time.perf_counter() - start) / FLAGS.steps * 1000)
+    return summary(times)
+
+
+def summary(times):
+    """Median ms per variant, and the median / min / max of the paired keras/fast ratios."""
+    ratios = [k / f for k, f in zip(times["keras"], times["fast"])]
+    return {**{f"{v}_ms": statistics.median(times[v]) for v in VARIANTS},
+            "speedup": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+                        "n": len(ratios)}}
+
+
+def time_serving(precision):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401 (registers the tokenizer ops the exports use)
+
+    from tflm.export.text_classifier_export import TextClassifierServingModule
+    from tflm.training import runtime
+
+    signatures = {}
+    for variant in VARIANTS:
+        task, model, preset = build_classifier(variant)
+        module = TextClassifierServingModule(model, task.build_preprocessor(preset), ["negative", "positive"],
+                                             float32_max_batch=runtime.resolve_float32_serving_max_batch(
+                                                 -1, precision, tf.distribute.get_strategy()))
+        path = os.path.join(tempfile.mkdtemp(), variant)
+        tf.saved_model.save(module, path, signatures=module.signatures())
+        signatures[variant] = tf.saved_model.load(path).signatures["serving_default"]
+    with open(os.path.join(FLAGS.sst2_dir, "dev.tsv"), encoding="utf-8") as f:
+        sentences = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
+    results = {}
+    for texts, requests in ((1, FLAGS.requests), (32, max(FLAGS.requests // 5, 5))):
+        times = {variant: [] for variant in VARIANTS}
+        for i in range(-10, requests):  # Ten untimed warm-up requests each.
+            batch = tf.constant((sentences * 2)[abs(i) * texts:(abs(i) + 1) * texts])
+            for variant, serve in signatures.items():
+                start = time.perf_counter()
+                serve(text=batch)["label"].numpy()
+                if i >= 0:
+                    times[variant].append((time.perf_counter() - start) * 1000)
+        results[f"{texts}_text{'s' if texts > 1 else ''}_per_request"] = summary(times)
+    return results
+
+
+def main(argv):
+    del argv
+    import keras
+    import tensorflow as tf
+
+    from tflm.training import runtime
+
+    precision = runtime.resolve_precision("auto", tf.distribute.get_strategy())
+    keras.config.set_dtype_policy(precision)
+    result = {"precision": precision, "batch": FLAGS.batch, "steps_per_call": FLAGS.steps, "rounds": FLAGS.rounds,
+              "training": {str(seq): time_training(int(seq)) for seq in FLAGS.seq_lengths},
+              "serving": time_serving(precision)}
+    print(f"| measurement ({precision}) | Keras kernels ms | tflm fast kernels ms | paired speedup, median (min-max) |")
+    print("|---|---|---|---|")
+    rows = [(f"training step, batch {FLAGS.batch}, seq {seq}", r) for seq, r in result["training"].items()]
+    rows += [(f"serving p50, {key.replace('_', ' ')}", r) for key, r in result["serving"].items()]
+    for name, r in rows:
+        s = r["speedup"]
+        print(f"| {name} | {r['keras_ms']:.1f} | {r['fast_ms']:.1f} | {s['median']:.3f}x "
+              f"({s['min']:.3f}-{s['max']:.3f}) |")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fast_kernels.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

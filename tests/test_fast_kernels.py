@@ -1,0 +1,126 @@
+"""The fast dropout, GELU and layer-norm kernels compute what Keras's do."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflm import backbones
+from tflm.backbones.fast_kernels import fast_dropout_call, fast_gelu, fast_gelu_approximate, use_fast_kernels
+
+
+def switched(layer):
+    use_fast_kernels(layer)
+    return layer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fast_dropout_drops_at_the_rate_and_keeps_the_mean(dtype):
+    layer = switched(keras.layers.Dropout(0.1, seed=3, dtype=dtype))
+    x = tf.ones([1000, 1000], dtype)
+    first, second = (layer(x, training=True).numpy().astype("float32") for _ in range(2))
+    dropped = float(np.mean(first == 0))
+    assert abs(dropped - 0.1) < 0.002  # 1e6 draws: the standard error is 0.0003.
+    kept = np.unique(first[first != 0])
+    assert kept.size == 1 and kept[0] == pytest.approx(1 / 0.9, rel=1e-2 if dtype == "bfloat16" else 1e-4)
+    assert abs(first.mean() - 1) < 0.01
+    assert np.mean(first != second) > 0.1  # Each call draws a new mask.
+    assert layer(x, training=False) is x
+    compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)(x).numpy()  # As under TPUs.
+    assert abs(float(np.mean(compiled == 0)) - 0.1) < 0.002
+
+
+def test_fast_dropout_gradient_is_its_mask_and_noise_shape_broadcasts():
+    layer = switched(keras.layers.Dropout(0.5, noise_shape=(None, 1, 8), seed=0))
+    x = tf.random.normal([4, 5, 8])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+    gradient = tape.gradient(y, x).numpy()
+    np.testing.assert_allclose(y.numpy(), x.numpy() * gradient, rtol=1e-6)
+    assert set(np.unique(gradient)) == {0.0, 2.0}
+    assert (gradient == gradient[:, :1, :]).all()  # One mask along the noise-shape's 1.
+
+
+@pytest.mark.parametrize("fast, reference", [
+    (fast_gelu_approximate, lambda x: keras.activations.gelu(x, approximate=True)),
+    (fast_gelu, lambda x: keras.activations.gelu(x, approximate=False)),
+])
+def test_fast_gelus_match_keras_values_and_gradients(fast, reference):
+    x = tf.constant(np.linspace(-8, 8, 2001), tf.float32)
+    values, gradients = [], []
+    for function in (fast, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = function(x)
+        values.append(y.numpy())
+        gradients.append(tape.gradient(y, x).numpy())
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-5, atol=1e-6)
+    # Keras's tanh saturates below x = -4.5 in float32, zeroing its gradient there; ours keeps
+    # the true value, under 1e-5.
+    np.testing.assert_allclose(gradients[0], gradients[1], rtol=1e-5, atol=1e-5)
+    half = tf.constant([-1.5, 0.25, 3.0], tf.bfloat16)
+    assert fast(half).dtype == tf.bfloat16
+    np.testing.assert_allclose(fast(half).numpy().astype("float32"), values[1][[812, 1031, 1375]], rtol=1e-2)
+
+
+def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny_preset, tmp_path):
+    backbone, _ = backbones.load_backbone(tiny_preset)
+    features = keras.layers.Dropout(0.1)(backbone.output["pooled_output"])
+    features = keras.layers.Dense(4, activation="gelu")(features)
+    model = keras.Model(backbone.input, keras.layers.SpatialDropout1D(0.1)(keras.layers.Reshape((-1, 1))(features)))
+    plain = [layer for layer in model._flatten_layers() if type(layer) is keras.layers.Dropout]
+    inputs = {"token_ids": tf.constant([[2, 5, 6, 3]]), "segment_ids": tf.zeros([1, 4], tf.int32),
+              "padding_mask": tf.ones([1, 4], tf.int32)}
+    before = model(inputs, training=False).numpy()
+    assert len(plain) > 3  # Embeddings, attention and both residual branches of each block, and the head.
+    blocks = backbone.num_layers
+    # GELU: each block's feed-forward layer and the head's; layer norm: the embeddings' and two per block.
+    assert use_fast_kernels(model) == {"dropout": len(plain), "layer_norm": 2 * blocks + 1, "gelu": blocks + 1}
+    assert all(layer.call.__func__ is fast_dropout_call for layer in plain)
+    assert sum(isinstance(layer, keras.layers.SpatialDropout1D) for layer in model._flatten_layers()) == 1
+    np.testing.assert_allclose(model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
+    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0}
+    # Classes are kept, so Keras weight files (presets) of a switched model load into a plain one.
+    model.save_weights(str(tmp_path / "switched.weights.h5"))
+    plain_backbone, _ = backbones.load_backbone(tiny_preset)
+    plain_model = keras.Model(plain_backbone.input, keras.layers.SpatialDropout1D(0.1)(keras.layers.Reshape((-1, 1))(
+        keras.layers.Dense(4, activation="gelu")(keras.layers.Dropout(0.1)(plain_backbone.output["pooled_output"])))))
+    plain_model.load_weights(str(tmp_path / "switched.weights.h5"))
+    np.testing.assert_allclose(plain_model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
+
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fast_layer_norm_matches_keras_values_and_gradients(policy):
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, (4, 5, 16)), tf.float32)
+    upstream = tf.constant(rng.normal(size=(4, 5, 16)), tf.float32)
+    gamma, beta = rng.normal(1.0, 0.2, 16), rng.normal(0.0, 0.2, 16)
+    results = []
+    for fast in (False, True):
+        layer = keras.layers.LayerNormalization(epsilon=1e-6, dtype=policy)
+        if fast:
+            use_fast_kernels(layer)
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+        assert y.dtype == layer.compute_dtype
+        gradients = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y.numpy().astype("float32")] + [g.numpy() for g in gradients])
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for keras_value, fast_value in zip(*results):
+        np.testing.assert_allclose(fast_value, keras_value, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
+def test_fast_layer_norm_leaves_other_axes_and_rms_scaling_to_keras():
+    x = tf.random.normal([2, 3, 4])
+    for kwargs in ({"axis": 1}, {"rms_scaling": True}, {"center": False}):
+        fast_layer = switched(keras.layers.LayerNormalization(**kwargs))
+        expected = keras.layers.LayerNormalization(**kwargs)(x).numpy()
+        np.testing.assert_allclose(fast_layer(x).numpy(), expected, rtol=1e-6, atol=1e-6)
