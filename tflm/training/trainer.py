@@ -296,10 +296,13 @@ class Trainer:
         return self._best_eval_step is not None and self._best_eval_step == self._last_eval_step
 
     def _write_train_stats(self, steps, timed_steps, seconds):
+        # Linux batches per-thread RSS counters, so its high-water mark can trail a
+        # /proc sample by a few pages; the peak reported is never below one.
+        samples = [rss for rss in self._rss_at_epoch_end if rss is not None]
         stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
                  "steps_per_second": timed_steps / seconds if timed_steps else None,
                  "rss_mb_at_epoch_end": self._rss_at_epoch_end,
-                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                 "peak_rss_mb": max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *samples])}
         logging.info("Trained %d steps; steady state %.2f steps/s", steps, stats["steps_per_second"] or 0)
         run_files.write_json(os.path.join(self.model_dir, TRAIN_STATS_FILE), stats)
 
