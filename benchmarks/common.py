@@ -1,6 +1,7 @@
 """What every benchmark does: run a pipeline as a user would, find its export."""
 
 import os
+import tempfile
 
 from tflm.tuning import pipeline_runs
 
@@ -17,6 +18,32 @@ def run_pipeline(pipeline, flags, log_path):
     if not result.ok:
         raise SystemExit(f"{pipeline} failed ({result.message}); log: {log_path}")
     return result.seconds
+
+
+def full_length_training_loop(model, loss, seq, batch, steps):
+    """The tflm Trainer's compiled training step over one repeated batch of full-length random rows.
+
+    The pipeline's own step without checkpoints or evaluation (optimizer and
+    schedule as tflm-classify makes them, for `steps` steps), traced and run
+    for 3 warm-up steps. Returns (loop, iterator): `loop(iterator,
+    tf.constant(n), tf.constant(0.0))` runs n steps.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from tflm import training
+
+    rows = np.random.default_rng(0).integers(1000, 30000, (batch, seq)).astype(np.int32)
+    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows), "padding_mask": tf.ones_like(rows)}
+    dataset = tf.data.Dataset.from_tensors((features, tf.constant(np.arange(batch) % 2, tf.int32))).repeat()
+    optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
+    config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
+    trainer = training.Trainer(model, optimizer, loss, tf.distribute.get_strategy(), tempfile.mkdtemp(), config,
+                               lambda: ({}, None))
+    loop, iterator = trainer._make_train_loop(), iter(dataset)
+    for _ in range(3):
+        loop(iterator, tf.constant(1), tf.constant(0.0))
+    return loop, iterator
 
 
 def latest_export(export_root, name):

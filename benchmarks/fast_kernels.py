@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import full_length_training_loop  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sst2_dir", os.path.join("..", "shared", "data", "sst2"), "SST-2 folder (dev.tsv) for serving.")
@@ -53,28 +54,14 @@ def build_classifier(variant):
 
 def time_training(seq):
     import keras
-    import numpy as np
     import tensorflow as tf
 
-    from tflm import training
-
-    strategy = tf.distribute.get_strategy()
-    rows = np.random.default_rng(0).integers(1000, 30000, (FLAGS.batch, seq)).astype(np.int32)
-    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows), "padding_mask": tf.ones_like(rows)}
-    dataset = tf.data.Dataset.from_tensors((features, tf.constant(np.arange(FLAGS.batch) % 2, tf.int32))).repeat()
-    steps = 3 + FLAGS.rounds * FLAGS.steps
     loops = {}
     for variant in VARIANTS:
         keras.utils.set_random_seed(0)
         task, model, _ = build_classifier(variant)
-        optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
-        config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
-        trainer = training.Trainer(model, optimizer, task.loss, strategy, tempfile.mkdtemp(), config,
-                                   lambda: ({}, None))
-        loop, iterator = trainer._make_train_loop(), iter(dataset)  # The pipeline's compiled step.
-        for _ in range(3):
-            loop(iterator, tf.constant(1), tf.constant(0.0))
-        loops[variant] = (loop, iterator)
+        loops[variant] = full_length_training_loop(model, task.loss, seq, FLAGS.batch,
+                                                   3 + FLAGS.rounds * FLAGS.steps)
     times = {variant: [] for variant in VARIANTS}
     for _ in range(FLAGS.rounds):
         for variant, (loop, iterator) in loops.items():

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import full_length_training_loop  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seq", 64, "Sequence length (every row full length).")
@@ -84,35 +85,21 @@ def op_times(logdir):
 def main(argv):
     del argv
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from tflm import backbones
-    from tflm import training
     from tflm.tasks import TextClassificationConfig
     from tflm.tasks import TextClassificationTask
     from tflm.training import runtime
 
-    strategy = tf.distribute.get_strategy()
-    precision = runtime.resolve_precision(FLAGS.precision, strategy)
+    precision = runtime.resolve_precision(FLAGS.precision, tf.distribute.get_strategy())
     keras.config.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
     task = TextClassificationTask(TextClassificationConfig(max_seq_length=FLAGS.seq))
     backbone, _ = backbones.load_backbone(task.config.backbone)
     model = task.build_model(backbone, 2)
-    rows = np.random.default_rng(0).integers(1000, 30000, (FLAGS.batch, FLAGS.seq)).astype(np.int32)
-    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows),
-                "padding_mask": tf.ones_like(rows)}
-    batch = (features, tf.constant(np.arange(FLAGS.batch) % 2, tf.int32))
-    dataset = tf.data.Dataset.from_tensors(batch).repeat()
-    steps = 3 + FLAGS.steps + 1000
-    optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
-    config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
-    trainer = training.Trainer(model, optimizer, task.loss, strategy, tempfile.mkdtemp(), config, lambda: ({}, None))
-    train_loop = trainer._make_train_loop()  # The pipeline's compiled step, without checkpoints and evaluation.
-    iterator = iter(dataset)
-    for _ in range(3):
-        train_loop(iterator, tf.constant(1), tf.constant(0.0))
+    train_loop, iterator = full_length_training_loop(model, task.loss, FLAGS.seq, FLAGS.batch,
+                                                    3 + FLAGS.steps + 1000)
     start = time.perf_counter()
     train_loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
     unprofiled = (time.perf_counter() - start) / FLAGS.steps

@@ -115,8 +115,9 @@ def fast_layer_norm_call(layer, inputs):
 _FAST_ACTIVATIONS = {gelu_approximate: fast_gelu_approximate, keras.activations.gelu: fast_gelu}
 
 
-# Plain Keras layer classes and the `call` each gets.
-_FAST_CALLS = {keras.layers.Dropout: fast_dropout_call, keras.layers.LayerNormalization: fast_layer_norm_call}
+# Plain Keras layer classes: (what use_fast_kernels counts them as, the `call` each gets).
+_FAST_CALLS = {keras.layers.Dropout: ("dropout", fast_dropout_call),
+               keras.layers.LayerNormalization: ("layer_norm", fast_layer_norm_call)}
 
 
 def use_fast_kernels(model):
@@ -131,10 +132,10 @@ def use_fast_kernels(model):
     """
     counts = {"dropout": 0, "layer_norm": 0, "gelu": 0}
     for layer in model._flatten_layers(include_self=True):
-        call = _FAST_CALLS.get(type(layer))
+        kind, call = _FAST_CALLS.get(type(layer), (None, None))
         if call is not None and "call" not in vars(layer):
             layer.call = types.MethodType(call, layer)
-            counts["dropout" if call is fast_dropout_call else "layer_norm"] += 1
+            counts[kind] += 1
         if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)) and layer.activation in _FAST_ACTIVATIONS:
             layer.activation = _FAST_ACTIVATIONS[layer.activation]
             counts["gelu"] += 1
