@@ -1,4 +1,4 @@
-"""The fast dropout, GELU and layer-norm kernels compute what Keras's do."""
+"""The fast dropout, GELU, layer-norm and attention kernels compute what Keras's do."""
 
 import keras
 import numpy as np
@@ -6,7 +6,10 @@ import pytest
 import tensorflow as tf
 
 from tflm import backbones
-from tflm.backbones.fast_kernels import fast_dropout_call, fast_gelu, fast_gelu_approximate, use_fast_kernels
+from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
+
+from tflm.backbones.fast_kernels import fast_attention, fast_dropout_call, fast_gelu, fast_gelu_approximate
+from tflm.backbones.fast_kernels import use_fast_kernels
 
 
 def switched(layer):
@@ -76,11 +79,14 @@ def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny
     assert len(plain) > 3  # Embeddings, attention and both residual branches of each block, and the head.
     blocks = backbone.num_layers
     # GELU: each block's feed-forward layer and the head's; layer norm: the embeddings' and two per block.
-    assert use_fast_kernels(model) == {"dropout": len(plain), "layer_norm": 2 * blocks + 1, "gelu": blocks + 1}
+    assert use_fast_kernels(model) == {"dropout": len(plain), "layer_norm": 2 * blocks + 1, "gelu": blocks + 1,
+                                       "attention": blocks}
     assert all(layer.call.__func__ is fast_dropout_call for layer in plain)
+    attention = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.MultiHeadAttention)]
+    assert len(attention) == blocks and all(layer._compute_attention.__func__ is fast_attention for layer in attention)
     assert sum(isinstance(layer, keras.layers.SpatialDropout1D) for layer in model._flatten_layers()) == 1
     np.testing.assert_allclose(model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
-    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0}
+    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0}
     # Classes are kept, so Keras weight files (presets) of a switched model load into a plain one.
     model.save_weights(str(tmp_path / "switched.weights.h5"))
     plain_backbone, _ = backbones.load_backbone(tiny_preset)
@@ -89,6 +95,38 @@ def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny
     plain_model.load_weights(str(tmp_path / "switched.weights.h5"))
     np.testing.assert_allclose(plain_model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
 
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("layer_class, causal", [(keras.layers.MultiHeadAttention, False),
+                                                 (keras.layers.MultiHeadAttention, True),
+                                                 (CachedMultiHeadAttention, False)])
+def test_fast_attention_matches_keras_outputs_scores_and_gradients(layer_class, policy, causal):
+    """Cross-attention (query length 7, key length 5) under a padding mask; causal masks go to Keras."""
+    rng = np.random.default_rng(0)
+    query, value = (tf.constant(rng.normal(size=(3, n, 16)), tf.float32) for n in (7, 5))
+    mask = tf.constant(rng.random((3, 7, 5)) > 0.3)
+    layer = layer_class(num_heads=4, key_dim=8, dropout=0.1, dtype=policy)
+    results = []
+    for fast in (False, True):
+        if fast:
+            assert use_fast_kernels(layer)["attention"] == 1
+        with tf.GradientTape() as tape:
+            tape.watch(query)
+            if causal:
+                output, scores = layer(query, value, use_causal_mask=True, return_attention_scores=True)
+            else:
+                output, scores = layer(query, value, attention_mask=mask, return_attention_scores=True)
+            loss = tf.reduce_sum(tf.square(tf.cast(output, tf.float32)))
+        gradients = tape.gradient(loss, [query] + layer.trainable_weights)
+        results.append([output, scores] + gradients)
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for keras_value, fast_value in zip(*results):
+        keras_value, fast_value = (tf.cast(v, tf.float32).numpy() for v in (keras_value, fast_value))
+        scale = max(np.abs(keras_value).max(), 1.0)  # The key bias's gradient is zero up to rounding.
+        np.testing.assert_allclose(fast_value / scale, keras_value / scale, rtol=tolerance, atol=tolerance)
+    training = tf.reduce_sum(tf.cast(layer(query, value, attention_mask=mask, training=True), tf.float32))
+    assert float(training) != pytest.approx(float(tf.reduce_sum(tf.cast(results[1][0], tf.float32))), rel=1e-3)
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])

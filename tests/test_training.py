@@ -116,7 +116,7 @@ def test_a_variables_lr_multiplier_scales_its_adam_step_and_weight_decay():
     half_low, full_high = train(lambda low, high: [(adamw(1e-2, {low.path: 0.5}), [low, high])])
     assert not np.allclose(half_low, init[0]) and not np.allclose(full_high, init[1])
     assert not np.allclose(half_low, train(lambda low, high: [(adamw(1e-2), [low, high])])[0], atol=1e-4)
-    # The reference: `low` alone under half the rate (Keras's own weight-decay pass), `high` at the full rate.
+    # The reference: `low` alone under half the rate, `high` at the full rate, each in its own optimizer.
     want_low, want_high = train(lambda low, high: [(adamw(5e-3), [low]), (adamw(1e-2), [high])])
     np.testing.assert_allclose(half_low, want_low, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full_high, want_high, rtol=1e-5, atol=1e-6)

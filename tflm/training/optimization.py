@@ -31,30 +31,48 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps}
 
 
+@tf.function(jit_compile=True, autograph=False)
+def _adamw_update(variable, m, v, gradient, gradient_scale, learning_rate, weight_decay, beta_1, beta_2, epsilon,
+                  beta_1_power, beta_2_power):
+    """One AdamW step of one variable, compiled by XLA into a single pass over its memory.
+
+    Keras's arithmetic: the decoupled decay `w -= w * weight_decay * lr`,
+    then the Adam step on the gradient times `gradient_scale` (the global-norm
+    clipping factor).
+    """
+    gradient = gradient * gradient_scale
+    new_m = m + (gradient - m) * (1 - beta_1)
+    new_v = v + (tf.square(gradient) - v) * (1 - beta_2)
+    alpha = learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+    decayed = variable - variable * (weight_decay * learning_rate)
+    m.assign(new_m)
+    v.assign(new_v)
+    variable.assign(decayed - alpha * new_m / (tf.sqrt(new_v) + epsilon))
+
+
 @keras.saving.register_keras_serializable(package="tflm")
 class FusedAdamW(keras.optimizers.AdamW):
-    """Keras AdamW whose Adam step is TensorFlow's fused `ResourceApplyAdam` kernel.
+    """Keras AdamW whose clipping, weight decay and Adam step are one XLA-compiled pass per variable.
 
     Same update, same slot variables (checkpoints are interchangeable with
-    keras.optimizers.AdamW). Keras writes the step as about ten element-wise
-    ops per variable, each a full pass over memory; the fused kernel makes one
-    pass. On MiniLM, where the dense update of the 11.7 M-entry word embedding
-    dominates, the optimizer's op time per step fell by 30% (benchmarks/
-    README.md, profile).
+    keras.optimizers.AdamW). Keras multiplies every gradient by the clipping
+    factor, decays every variable, then writes the Adam step as about ten
+    element-wise ops, each a full pass over memory. On MiniLM, where the
+    dense update of the 11.7 M-entry word embedding dominates, Keras's AdamW
+    took 113 ms a step and this one 48 ms (benchmarks/README.md). Under a
+    multi-replica strategy the gradients are clipped as Keras does (per
+    replica, before they are summed).
 
     `lr_multipliers` ({variable path: factor}, see layer_lr_decay.py) scales
     both the Adam step and the decoupled weight decay of those variables, as
-    a PyTorch parameter group with its own learning rate would. With them the
-    decay is applied per variable, just before its Adam step, instead of in
-    Keras's separate pass over all variables (same arithmetic). Without them
-    Keras's pass stays: the step is then exactly the one whose speed
-    benchmarks/README.md reports.
+    a PyTorch parameter group with its own learning rate would.
     """
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
         self._lr_factors = []
+        self._gradient_scale = None
 
     def build(self, var_list):
         if self.built:
@@ -63,32 +81,40 @@ class FusedAdamW(keras.optimizers.AdamW):
         # Python floats, indexed like the slots: constants in the traced step.
         self._lr_factors = [self.lr_multipliers.get(v.path, 1.0) for v in var_list]
 
+    def _clip_gradients(self, grads):
+        self._gradient_scale = None
+        if self.global_clipnorm and tf.distribute.get_strategy().num_replicas_in_sync == 1:
+            # The factor is applied inside each variable's update, not by an
+            # extra pass over every gradient. Keras's global norm: the rows of
+            # an IndexedSlices gradient count as given (repeated ids unsummed);
+            # a non-finite norm makes the factor NaN.
+            norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g.values if isinstance(g, tf.IndexedSlices) else g))
+                                     for g in grads if g is not None]))
+            self._gradient_scale = self.global_clipnorm * tf.minimum(1.0 / norm, 1.0 / self.global_clipnorm) + (
+                norm - norm)
+        else:
+            grads = super()._clip_gradients(grads)
+        # Embedding gradients arrive as IndexedSlices; AdamW's update is dense.
+        return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
     def _apply_weight_decay(self, variables):
-        if not self.lr_multipliers:
-            super()._apply_weight_decay(variables)
+        pass  # Part of update_step.
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
-        learning_rate = tf.cast(learning_rate, dtype)
-        if self.lr_multipliers:
-            learning_rate = learning_rate * self._lr_factors[index]
-            if self.weight_decay is not None and self._use_weight_decay(variable):
-                variable.assign_sub(variable * tf.cast(self.weight_decay, dtype) * learning_rate)
+        decays = self.weight_decay is not None and self._use_weight_decay(variable)
         step = tf.cast(self.iterations + 1, dtype)
-        beta_1 = tf.cast(self.beta_1, dtype)
-        beta_2 = tf.cast(self.beta_2, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle,
-            # Under a tf.distribute update these handles are the copies on the
-            # device of the `variable` replica being updated.
-            m=self._momentums[index].value.handle,
-            v=self._velocities[index].value.handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-            lr=learning_rate, beta1=beta_1, beta2=beta_2,
-            epsilon=tf.cast(self.epsilon, dtype),
-            # Embedding gradients arrive as IndexedSlices; AdamW's update is dense.
-            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        _adamw_update(
+            # Under a tf.distribute update these are the copies on the device
+            # of the `variable` replica being updated.
+            variable, self._momentums[index].value, self._velocities[index].value,
+            tf.cast(gradient, dtype),
+            tf.constant(1, dtype) if self._gradient_scale is None else tf.cast(self._gradient_scale, dtype),
+            tf.cast(learning_rate, dtype) * self._lr_factors[index],
+            tf.cast(self.weight_decay if decays else 0, dtype),
+            beta_1, beta_2, tf.cast(self.epsilon, dtype), tf.pow(beta_1, step), tf.pow(beta_2, step))
 
 
 def create_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weight_decay=0.01,
