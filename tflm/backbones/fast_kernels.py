@@ -148,14 +148,16 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
 
 
 def use_fast_kernels(model):
-    """Switches `model`'s plain dropout, layer-norm and GELU layers to the kernels above.
+    """Switches `model`'s plain dropout, layer-norm, GELU and attention layers to the kernels above.
 
-    Returns {"dropout": n, "layer_norm": n, "gelu": n}, the layers switched
-    now. A layer keeps its class, weights, settings and seed generator: only
-    its `call` (or activation function) is replaced, on the instance. The
-    class stays because Keras's weight files name a layer's weights after it
-    (presets exported after training load into plain KerasHub models).
-    Subclasses (spatial dropout, ...) are left alone.
+    Returns {"dropout": n, "layer_norm": n, "gelu": n, "attention": n}, the
+    layers switched now. A layer keeps its class, weights, settings and seed
+    generator: only its `call` (activation function; attention:
+    `_compute_attention`) is replaced, on the instance. The class stays
+    because Keras's weight files name a layer's weights after it (presets
+    exported after training load into plain KerasHub models). Dropout
+    subclasses (spatial dropout, ...) and attention subclasses with their own
+    `_compute_attention` are left alone.
     """
     counts = {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0}
     for layer in model._flatten_layers(include_self=True):
