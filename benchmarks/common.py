@@ -20,6 +20,16 @@ def run_pipeline(pipeline, flags, log_path):
     return result.seconds
 
 
+def full_length_batch(batch, seq):
+    """(features, labels): `batch` rows of `seq` random word-piece ids (no padding), labels alternating 0 / 1."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows = np.random.default_rng(0).integers(1000, 30000, (batch, seq)).astype(np.int32)
+    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows), "padding_mask": tf.ones_like(rows)}
+    return features, tf.constant(np.arange(batch) % 2, tf.int32)
+
+
 def full_length_training_loop(model, loss, seq, batch, steps):
     """The tflm Trainer's compiled training step over one repeated batch of full-length random rows.
 
@@ -28,14 +38,11 @@ def full_length_training_loop(model, loss, seq, batch, steps):
     for 3 warm-up steps. Returns (loop, iterator): `loop(iterator,
     tf.constant(n), tf.constant(0.0))` runs n steps.
     """
-    import numpy as np
     import tensorflow as tf
 
     from tflm import training
 
-    rows = np.random.default_rng(0).integers(1000, 30000, (batch, seq)).astype(np.int32)
-    features = {"token_ids": tf.constant(rows), "segment_ids": tf.zeros_like(rows), "padding_mask": tf.ones_like(rows)}
-    dataset = tf.data.Dataset.from_tensors((features, tf.constant(np.arange(batch) % 2, tf.int32))).repeat()
+    dataset = tf.data.Dataset.from_tensors(full_length_batch(batch, seq)).repeat()
     optimizer = training.create_optimizer(5e-5, steps, 0.1, 0.01, 1.0)
     config = training.TrainerConfig(train_steps=steps, steps_per_epoch=steps)
     trainer = training.Trainer(model, optimizer, loss, tf.distribute.get_strategy(), tempfile.mkdtemp(), config,

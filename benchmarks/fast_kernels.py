@@ -28,6 +28,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import full_length_batch  # noqa: E402
 from benchmarks.common import full_length_training_loop  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -65,33 +66,28 @@ def time_training(seq):
         keras.utils.set_random_seed(0)
         task, model, _ = build_classifier(variant)
         loops[variant] = full_length_training_loop(model, task.loss, seq, FLAGS.batch,
-                                                   3 + FLAGS.rounds * FLAGS.steps)
-    times = {variant: [] for variant in VARIANTS}
-    for round_ in range(-1, FLAGS.rounds):  # One untimed round: first multi-step calls ran slow.
-        for variant, (loop, iterator) in loops.items():
-            start = time.perf_counter()
-            loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
-            if round_ >= 0:
-                times[variant].append((time.perf_counter() - start) / FLAGS.steps * 1000)
-    return summary(times)
+                                                   3 + (FLAGS.rounds + 1) * FLAGS.steps)
+
+    def call(loop, iterator):
+        return lambda: loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
+
+    return summary(alternate_timed_calls({variant: call(*loop) for variant, loop in loops.items()}))
 
 
 def time_optimizer():
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from tflm.training import optimization
 
     task, model, _ = build_classifier("fast")
-    rows = np.random.default_rng(0).integers(1000, 30000, (FLAGS.batch, 64)).astype(np.int32)
-    features = {"token_ids": rows, "segment_ids": np.zeros_like(rows), "padding_mask": np.ones_like(rows)}
+    features, labels = full_length_batch(FLAGS.batch, 64)
     variables = model.trainable_variables
 
     @tf.function
     def gradients():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(task.loss(tf.constant(np.arange(FLAGS.batch) % 2), model(features, training=True)))
+            loss = tf.reduce_mean(task.loss(labels, model(features, training=True)))
         return tape.gradient(loss, [v.value for v in variables])
 
     grads = gradients()
@@ -109,14 +105,23 @@ def time_optimizer():
         return step
 
     steps = {variant: apply_n_times(optimizer) for variant, optimizer in optimizers.items()}
-    times = {variant: [] for variant in VARIANTS}
+    return summary(alternate_timed_calls({variant: lambda step=step: step(tf.constant(FLAGS.steps))
+                                          for variant, step in steps.items()}))
+
+
+def alternate_timed_calls(calls):
+    """{variant: ms per step of each timed call}: the variants' calls (`--steps` steps each) take turns.
+
+    One untimed round first (first multi-step calls ran slow), then `--rounds` timed ones.
+    """
+    times = {variant: [] for variant in calls}
     for round_ in range(-1, FLAGS.rounds):
-        for variant, step in steps.items():
+        for variant, call in calls.items():
             start = time.perf_counter()
-            step(tf.constant(FLAGS.steps))
+            call()
             if round_ >= 0:
                 times[variant].append((time.perf_counter() - start) / FLAGS.steps * 1000)
-    return summary(times)
+    return times
 
 
 def summary(times):
