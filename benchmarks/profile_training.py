@@ -6,7 +6,10 @@ Builds the bundled-MiniLM classifier exactly as tflm-classify does (default
 precision), runs the tflm Trainer's compiled step on full-length batch-32
 rows, profiles `--steps` steps with `tf.profiler`, and sums the device time
 of every TensorFlow op on the host CPU by category (matmul, attention
-softmax, layer norm, GELU, dropout, optimizer, casts, ...). Writes
+softmax, layer norm, GELU, dropout, optimizer, casts, ...). XLA-compiled
+functions (tflm's GELU, layer norm, softmax and dropout kernels and its
+optimizer update) leave no op events in the CPU trace, so their time is not
+in the sums: it is part of the gap between the step and the ops. Writes
 benchmarks/results/profile_seq<N>.json and prints the table.
 """
 

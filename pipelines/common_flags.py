@@ -128,6 +128,10 @@ def define_training_flags(pipeline, best_metric):
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on bias/LayerNorm).", lower_bound=0.0)
     flags.DEFINE_float("clip_norm", 1.0, "Global gradient-norm clip; 0: off.", lower_bound=0.0)
+    flags.DEFINE_float("ema_momentum", 0.0, "Keep an exponential moving average of the trained weights with "
+                       "this decay (warmed up as min(decay, (1+t)/(10+t)) at step t; e.g. 0.999), and evaluate, "
+                       "keep and export the average instead of the last weights; 0: off.",
+                       lower_bound=0.0, upper_bound=0.99999)
     flags.DEFINE_integer("checkpoint_every_steps", 500, "Checkpoint interval.", lower_bound=1)
     flags.DEFINE_integer("eval_every_steps", 0, "Evaluation interval; 0: every epoch.", lower_bound=0)
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept (the best is kept apart).", lower_bound=1)
@@ -215,6 +219,7 @@ def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_input
         optimizer = training.create_optimizer(
             FLAGS.learning_rate, train_steps, FLAGS.warmup_fraction, FLAGS.weight_decay,
             FLAGS.clip_norm, loss_scale=precision == "mixed_float16", lr_multipliers=lr_multipliers,
+            ema_momentum=FLAGS.ema_momentum,
         )
     logging.info("Training %d steps (%d per epoch), global batch %d = %d per replica x %d replicas",
                  train_steps, steps_per_epoch, FLAGS.batch_size,

@@ -93,7 +93,7 @@ def run_module(module, *args, cwd=None, timeout=600, env=None):
 
 
 def tiny_classifier_trainer(tiny_preset, model_dir, freeze="", train_steps=6, steps_per_epoch=3, evaluate=None,
-                            dropout=0.1, **trainer_kwargs):
+                            dropout=0.1, ema_momentum=0.0, **trainer_kwargs):
     """A tiny classifier on the demo data with its trainer.
 
     `evaluate(step, real_evaluate)` may replace evaluation (to script metrics
@@ -112,7 +112,7 @@ def tiny_classifier_trainer(tiny_preset, model_dir, freeze="", train_steps=6, st
     eval_inputs = task.build_inputs(evaluation, labels, preprocessor)
     config = training.TrainerConfig(train_steps=train_steps, steps_per_epoch=steps_per_epoch,
                                     checkpoint_every_steps=2, **trainer_kwargs)
-    optimizer = training.create_optimizer(1e-3, train_steps)
+    optimizer = training.create_optimizer(1e-3, train_steps, ema_momentum=ema_momentum)
 
     def real_evaluate():
         return task.evaluate(model, eval_inputs, labels, 16)[0]

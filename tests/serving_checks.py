@@ -1,6 +1,7 @@
 """What a TF Serving operator checks on an export, done independently of tflm's own export check."""
 
 import json
+import pathlib
 import re
 import subprocess
 import sys
@@ -70,3 +71,5 @@ def assert_serving_grade(export_path, model_name, signatures):
         assert len(reply["batch"]) == 1 and reply["output_batch"] == reply["batch"]
         assert reply["outputs"] == sorted(signatures[reply["signature"]]["outputs"])
     assert max(r["batch"][0] for r in replies) > 1  # A batched request, not only single texts.
+    # No function TF Serving would have to XLA-compile: its CPU build does not unless started with a flag.
+    assert b"_XlaMustCompile" not in (pathlib.Path(export_path) / "saved_model.pb").read_bytes()

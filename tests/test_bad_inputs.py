@@ -93,6 +93,8 @@ CASES = [
      "--freeze_decoder: 'blocks:x' needs a non-negative integer", None),
     ("zero_layer_lr_decay", "classify", lambda w: ["--layer_lr_decay=0"],
      "--layer_lr_decay must be > 0 (1 turns it off)", None),
+    ("ema_momentum_of_one", "classify", lambda w: ["--ema_momentum=1"],
+     "flag --ema_momentum=1: 1.0 is not a number in the range [0.0, 0.99999]", None),
     ("zero_batch_size", "classify", lambda w: ["--batch_size=0"], "--batch_size", None),
     ("three_text_fields", "classify", lambda w: ["--text_fields=a,b,c"], "--text_fields: give one field, or two",
      None),

@@ -21,7 +21,8 @@ def fast_flags(tiny_preset, tmp_path):
 
 
 def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
-    result = classify(*fast_flags(tiny_preset, tmp_path), "--freeze=embeddings", "--layer_lr_decay=0.5")
+    result = classify(*fast_flags(tiny_preset, tmp_path), "--freeze=embeddings", "--layer_lr_decay=0.5",
+                      "--ema_momentum=0.9")
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     report = json.load(open(run / "eval_results.json"))

@@ -27,7 +27,10 @@ def test_fast_dropout_drops_at_the_rate_and_keeps_the_mean(dtype):
     kept = np.unique(first[first != 0])
     assert kept.size == 1 and kept[0] == pytest.approx(1 / 0.9, rel=1e-2 if dtype == "bfloat16" else 1e-4)
     assert abs(first.mean() - 1) < 0.01
-    assert np.mean(first != second) > 0.1  # Each call draws a new mask.
+    # Each call draws a new, independent mask; neighbours are independent too.
+    assert abs(float(np.mean((first == 0) != (second == 0))) - 2 * 0.1 * 0.9) < 0.003
+    assert abs(float(np.mean((first[:, 1:] == 0) & (first[:, :-1] == 0))) - 0.01) < 0.001
+    assert abs(float(np.mean((first[1:] == 0) & (first[:-1] == 0))) - 0.01) < 0.001
     assert layer(x, training=False) is x
     compiled = tf.function(lambda x: layer(x, training=True), jit_compile=True)(x).numpy()  # As under TPUs.
     assert abs(float(np.mean(compiled == 0)) - 0.1) < 0.002
@@ -106,6 +109,8 @@ def test_fast_attention_matches_keras_outputs_scores_and_gradients(layer_class, 
     rng = np.random.default_rng(0)
     query, value = (tf.constant(rng.normal(size=(3, n, 16)), tf.float32) for n in (7, 5))
     mask = tf.constant(rng.random((3, 7, 5)) > 0.3)
+    if layer_class is CachedMultiHeadAttention:
+        mask = tf.cast(mask, tf.int32)  # KerasHub's decoders pass integer masks.
     layer = layer_class(num_heads=4, key_dim=8, dropout=0.1, dtype=policy)
     results = []
     for fast in (False, True):
@@ -121,10 +126,17 @@ def test_fast_attention_matches_keras_outputs_scores_and_gradients(layer_class, 
         gradients = tape.gradient(loss, [query] + layer.trainable_weights)
         results.append([output, scores] + gradients)
     tolerance = 1e-5 if policy == "float32" else 2e-2
-    for keras_value, fast_value in zip(*results):
+    names = ["output", "scores", "query"] + [w.path for w in layer.trainable_weights]
+    for name, keras_value, fast_value in zip(names, *results):
         keras_value, fast_value = (tf.cast(v, tf.float32).numpy() for v in (keras_value, fast_value))
-        scale = max(np.abs(keras_value).max(), 1.0)  # The key bias's gradient is zero up to rounding.
-        np.testing.assert_allclose(fast_value / scale, keras_value / scale, rtol=tolerance, atol=tolerance)
+        if name.endswith("key/bias"):
+            # Adding one number to a row of scores leaves its softmax unchanged: the gradient is zero, and
+            # both are rounding noise (Keras's bfloat16 softmax: up to 0.05; the float32 one here: less).
+            assert np.abs(fast_value).max() <= max(np.abs(keras_value).max(), 1e-5)
+            continue
+        scale = max(np.abs(keras_value).max(), 1.0)
+        np.testing.assert_allclose(fast_value / scale, keras_value / scale, rtol=tolerance, atol=tolerance,
+                                   err_msg=name)
     training = tf.reduce_sum(tf.cast(layer(query, value, attention_mask=mask, training=True), tf.float32))
     assert float(training) != pytest.approx(float(tf.reduce_sum(tf.cast(results[1][0], tf.float32))), rel=1e-3)
 

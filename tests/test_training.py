@@ -10,7 +10,7 @@ from tflm.errors import TrainingDiverged, UserError
 from tflm import backbones
 from tflm.backbones.fast_kernels import fast_dropout_call
 from tflm.training.layer_lr_decay import layer_lr_multipliers
-from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, create_optimizer
+from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, averaged_weights, create_optimizer
 from tflm.training.runtime import CPU_FLOAT32_SERVING_MAX_BATCH, get_distribution_strategy, resolve_jit_compile
 from tflm.training.runtime import resolve_float32_serving_max_batch, resolve_precision
 
@@ -120,6 +120,75 @@ def test_a_variables_lr_multiplier_scales_its_adam_step_and_weight_decay():
     want_low, want_high = train(lambda low, high: [(adamw(5e-3), [low]), (adamw(1e-2), [high])])
     np.testing.assert_allclose(half_low, want_low, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(full_high, want_high, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_weight_average_uses_the_warmed_up_decay_and_leaves_the_steps_alone(strategy):
+    strategy = strategy_named(strategy)
+    init = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+
+    def train(ema_momentum):
+        """8 steps; returns (variable after each step, the variable, the optimizer)."""
+        with strategy.scope():
+            variable = keras.Variable(init, name="w")
+            optimizer = create_optimizer(1e-1, 8, warmup_fraction=0.0, ema_momentum=ema_momentum)
+            optimizer.build([variable])
+
+        @tf.function
+        def step():
+            def replica_step():
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_sum(tf.square(variable.value - 1.0))
+                optimizer.apply_gradients([(tape.gradient(loss, variable.value), variable)])
+            strategy.run(replica_step)
+
+        history = []
+        for _ in range(8):
+            step()
+            history.append(variable.numpy().copy())
+        return history, variable, optimizer
+
+    plain, _, _ = train(0.0)
+    history, variable, optimizer = train(0.5)
+    np.testing.assert_array_equal(history, plain)  # Averaging does not change training.
+    average = init
+    for t, value in enumerate(history):
+        decay = min(0.5, (1 + t) / (10 + t))  # 0.5 from t = 8 on; the warm-up before.
+        average = decay * average + (1 - decay) * value
+    assert not np.allclose(average, history[-1], atol=1e-3)
+    with averaged_weights(optimizer):
+        np.testing.assert_allclose(variable.numpy(), average, rtol=1e-5)
+        copies = getattr(variable.value, "values", [variable.value])
+        assert all(np.array_equal(c.numpy(), variable.numpy()) for c in copies)  # Every replica's copy.
+    np.testing.assert_array_equal(variable.numpy(), history[-1])
+    with averaged_weights(create_optimizer(1e-1, 8)):  # Without averages: nothing to swap.
+        np.testing.assert_array_equal(variable.numpy(), history[-1])
+
+
+def test_trainer_evaluates_keeps_and_ends_with_the_weight_average(tiny_preset, tmp_path):
+    evaluated, trained = {}, {}
+
+    def record(step, real_evaluate):
+        # During an evaluation the model holds the averages and the optimizer's slots the trained values.
+        evaluated[step] = [v.numpy().copy() for v in trainer.model.trainable_variables]
+        trained[step] = [v.numpy().copy() for v in trainer.optimizer._model_variables_moving_average]
+        assert not all(np.array_equal(a, b) for a, b in zip(evaluated[step], trained[step]))
+        return {"accuracy": {2: 0.5, 4: 0.9, 6: 0.7}[step]}
+
+    trainer, dataset = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=6, steps_per_epoch=2,
+                                               evaluate=record, ema_momentum=0.9)
+    assert trainer.train(dataset) == {"accuracy": 0.9}
+    for value, best in zip(trainer.model.trainable_variables, evaluated[4]):
+        np.testing.assert_array_equal(value.numpy(), best)  # The best average, restored.
+    # The training checkpoint holds the trained weights and, in the optimizer, their averages: a resume goes on
+    # training the former and averaging into the latter.
+    resumed, _ = tiny_classifier_trainer(tiny_preset, tmp_path, train_steps=6, steps_per_epoch=2, ema_momentum=0.9)
+    assert resumed.restore() == 6
+    for value, average, want_value, want_average in zip(resumed.model.trainable_variables,
+                                                        resumed.optimizer._model_variables_moving_average,
+                                                        trained[6], evaluated[6]):
+        np.testing.assert_array_equal(value.numpy(), want_value)
+        np.testing.assert_array_equal(average.numpy(), want_average)
 
 
 def test_strategies_and_errors():

@@ -6,25 +6,33 @@ compute the same functions; the measured gains are in benchmarks/README.md.
 
 Dropout: Keras draws a float uniform per element (`stateless_dropout`) and
 masks with `where` in both passes; on this CPU that random draw was the
-largest non-matmul item of a training step. `fast_dropout_call` draws one 32-bit
-integer per two elements, compares each 16-bit half against the rate, and
-multiplies by the scaled mask, which the backward pass reuses. The drop
-probability is the rate rounded to 1/65536 (0.1 becomes 0.100006); the scale
-keeps the layer unbiased. Outside training it is the identity, as before.
+largest non-matmul item of a training step. `fast_dropout_call` hashes a
+counter into one 32-bit integer per two elements, compares each 16-bit half
+against the rate and multiplies by the scaled mask, all in one XLA-compiled
+pass; the backward pass reuses the mask. That mask took half the time of one
+drawn with TensorFlow's Philox generator (batch-32 attention weights at
+length 128). The drop probability is the rate
+rounded to 1/65536 (0.1 becomes 0.100006); the scale keeps the layer
+unbiased. Outside training it is the identity, as before.
 
 GELU and layer norm: TensorFlow differentiates `tf.nn.gelu` and Keras's
 layer norm op by op, many passes over the activations. The versions here
 compute in float32 (as Keras's layer norm does; the GELU's tanh approximation
-written as x * sigmoid(...)) and give the derivative in closed form.
+written as x * sigmoid(...)), give the derivative in closed form, and are
+XLA-compiled, so each direction is one fused pass.
 
 Attention: `fast_attention` multiplies heads-major tensors with `tf.matmul`
 instead of Keras's `einsum`s (see its docstring).
 """
 
+import contextlib
+import functools
 import math
+import threading
 import types
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from keras_hub.src.utils.keras_utils import gelu_approximate
@@ -33,54 +41,157 @@ _LEVELS = 1 << 16
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
+_portability = threading.local()
+
+
+@contextlib.contextmanager
+def portable_kernels():
+    """Inside, the kernels trace to plain TensorFlow ops instead of XLA-compiled functions.
+
+    For SavedModels: TF Serving runs XLA on CPU only with
+    --xla_cpu_compilation_enabled (off by default), and fails any request
+    that reaches a must-compile function without it. Same functions, so the
+    outputs agree to rounding.
+    """
+    previous = getattr(_portability, "on", False)
+    _portability.on = True
+    try:
+        yield
+    finally:
+        _portability.on = previous
+
+
+def _compiled_unless_portable(function):
+    """`function` XLA-compiled (as tf.function(jit_compile=True)), or plain when traced in portable_kernels()."""
+    compiled = tf.function(function, jit_compile=True, autograph=False)
+
+    @functools.wraps(function)
+    def run(*args):
+        return function(*args) if getattr(_portability, "on", False) else compiled(*args)
+
+    return run
+
+
 def fast_dropout_call(layer, inputs, training=False):
-    """`keras.layers.Dropout.call` with the mask drawn from 16-bit random integers."""
+    """`keras.layers.Dropout.call` with the mask drawn from 16-bit hashed integers, in one compiled pass."""
     if not training or layer.rate == 0:
         return inputs
     threshold = round(layer.rate * _LEVELS)
     if threshold >= _LEVELS:
         return tf.zeros_like(inputs)
     seed = layer.seed_generator.next()
-    # Stateless ops take an int32 seed under XLA; the generator's state is int64.
+    # The generator's state is int64; the hash keys on two 32-bit words.
     seed = tf.cast(tf.math.floormod(seed, tf.int32.max), tf.int32)
+    noise_shape = None if layer.noise_shape is None else tuple(layer.noise_shape)
+
+    @tf.custom_gradient
+    def dropout(x):
+        outputs, scaled_mask = _dropout_outputs_and_mask(x, seed, noise_shape, threshold)
+        return outputs, lambda upstream: upstream * scaled_mask
+
+    return dropout(inputs)
+
+
+def _mix32(x):
+    """lowbias32 (C. Wellons): a bijective 32-bit hash whose output bits each flip with ~1/2 per input bit."""
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16)) * tf.constant(0x7FEB352D, tf.uint32)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 15)) * tf.constant(0x846CA68B, tf.uint32)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+
+@_compiled_unless_portable
+def _dropout_outputs_and_mask(inputs, seed, noise_shape, threshold):
+    """(inputs x scaled mask, scaled mask); the mask has the noise shape.
+
+    Word i of the random stream is mix(mix(i ^ k0) + k1), keys k = mix(seed):
+    a counter-based generator like Philox, but cheap enough for XLA to fuse
+    with the compare, select and multiply into one vectorised loop.
+    """
     shape = tf.shape(inputs)
-    if layer.noise_shape is not None:
-        shape = tf.stack([shape[i] if size is None else size for i, size in enumerate(layer.noise_shape)])
+    if noise_shape is not None:
+        shape = tf.stack([shape[i] if size is None else size for i, size in enumerate(noise_shape)])
     size = tf.reduce_prod(shape)
-    words = tf.random.stateless_uniform([(size + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32)
+    keys = _mix32(tf.bitcast(seed, tf.uint32))
+    counters = tf.bitcast(tf.range((size + 1) // 2, dtype=tf.int32), tf.uint32)
+    words = _mix32(_mix32(tf.bitwise.bitwise_xor(counters, keys[0])) + keys[1])
     halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
-    keep = tf.cast(tf.reshape(halves >= threshold, shape), inputs.dtype)
-    return inputs * (keep * tf.constant(_LEVELS / (_LEVELS - threshold), inputs.dtype))
+    scale = tf.constant(_LEVELS / (_LEVELS - threshold), inputs.dtype)
+    scaled_mask = tf.where(tf.reshape(halves >= threshold, shape), scale, tf.constant(0, inputs.dtype))
+    return inputs * scaled_mask, scaled_mask
+
+
+# The element-wise kernels below are XLA-compiled, forward and backward apart:
+# XLA fuses each into one pass over memory where TensorFlow runs every op as
+# its own pass, while the matmuls around them stay with oneDNN (which beat
+# XLA's on this CPU, so the step as a whole is not compiled). Exports trace
+# them as plain ops instead (`portable_kernels`).
+_A = 2 * _SQRT_2_OVER_PI
+_B = 2 * _SQRT_2_OVER_PI * 0.044715
+
+
+@_compiled_unless_portable
+def _gelu_approximate_forward(x):
+    x32 = tf.cast(x, tf.float32)
+    return tf.cast(x32 * tf.sigmoid(x32 * (_A + _B * tf.square(x32))), x.dtype)
+
+
+@_compiled_unless_portable
+def _gelu_approximate_backward(x, upstream):
+    x32 = tf.cast(x, tf.float32)
+    square = tf.square(x32)
+    gate = tf.sigmoid(x32 * (_A + _B * square))
+    slope = gate + x32 * gate * (1 - gate) * (_A + 3 * _B * square)
+    return tf.cast(tf.cast(upstream, tf.float32) * slope, x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="tflm")
 @tf.custom_gradient
 def fast_gelu_approximate(x):
     """0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    return _gelu_approximate_forward(x), lambda upstream: _gelu_approximate_backward(x, upstream)
+
+
+@_compiled_unless_portable
+def _gelu_forward(x):
     x32 = tf.cast(x, tf.float32)
-    square = tf.square(x32)
-    a, b = 2 * _SQRT_2_OVER_PI, 2 * _SQRT_2_OVER_PI * 0.044715
-    gate = tf.sigmoid(x32 * (a + b * square))
+    return tf.cast(x32 * (0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))), x.dtype)
 
-    def gradient(upstream):
-        slope = gate + x32 * gate * (1 - gate) * (a + 3 * b * square)
-        return tf.cast(tf.cast(upstream, tf.float32) * slope, x.dtype)
 
-    return tf.cast(x32 * gate, x.dtype), gradient
+@_compiled_unless_portable
+def _gelu_backward(x, upstream):
+    x32 = tf.cast(x, tf.float32)
+    cdf = 0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))
+    pdf = tf.exp(-0.5 * tf.square(x32)) / math.sqrt(2 * math.pi)
+    return tf.cast(tf.cast(upstream, tf.float32) * (cdf + x32 * pdf), x.dtype)
 
 
 @keras.saving.register_keras_serializable(package="tflm")
 @tf.custom_gradient
 def fast_gelu(x):
     """Exact GELU, x * Phi(x)."""
+    return _gelu_forward(x), lambda upstream: _gelu_backward(x, upstream)
+
+
+@_compiled_unless_portable
+def _layer_norm_forward(x, gamma, beta, epsilon, output_dtype):
+    """(output, mean, 1 / standard deviation) over the last axis, in float32."""
     x32 = tf.cast(x, tf.float32)
-    cdf = 0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))
+    mean, variance = tf.nn.moments(x32, [-1], keepdims=True)
+    inverse = tf.math.rsqrt(variance + epsilon)
+    return tf.cast((x32 - mean) * inverse * gamma + beta, output_dtype), mean, inverse
 
-    def gradient(upstream):
-        pdf = tf.exp(-0.5 * tf.square(x32)) / math.sqrt(2 * math.pi)
-        return tf.cast(tf.cast(upstream, tf.float32) * (cdf + x32 * pdf), x.dtype)
 
-    return tf.cast(x32 * cdf, x.dtype), gradient
+@_compiled_unless_portable
+def _layer_norm_backward(x, mean, inverse, gamma, upstream):
+    normalized = (tf.cast(x, tf.float32) - mean) * inverse
+    upstream = tf.cast(upstream, tf.float32)
+    rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
+    d_gamma = tf.reduce_sum(rows * tf.reshape(normalized, tf.shape(rows)), 0)
+    d_beta = tf.reduce_sum(rows, 0)
+    scaled = upstream * gamma
+    d_x = inverse * (scaled - tf.reduce_mean(scaled, -1, keepdims=True)
+                     - normalized * tf.reduce_mean(scaled * normalized, -1, keepdims=True))
+    return tf.cast(d_x, x.dtype), d_gamma, d_beta
 
 
 def fast_layer_norm_call(layer, inputs):
@@ -89,26 +200,11 @@ def fast_layer_norm_call(layer, inputs):
     if layer.rms_scaling or layer.gamma is None or layer.beta is None or inputs.dtype == tf.float64 or \
             [axis % (last + 1) for axis in layer.axis] != [last]:
         return keras.layers.LayerNormalization.call(layer, inputs)
-    epsilon = layer.epsilon
 
     @tf.custom_gradient
     def normalize(x, gamma, beta):
-        x32 = tf.cast(x, tf.float32)
-        mean, variance = tf.nn.moments(x32, [-1], keepdims=True)
-        inverse = tf.math.rsqrt(variance + epsilon)
-        normalized = (x32 - mean) * inverse
-
-        def gradient(upstream):
-            upstream = tf.cast(upstream, tf.float32)
-            rows = tf.reshape(upstream, [-1, upstream.shape[-1]])
-            d_gamma = tf.reduce_sum(rows * tf.reshape(normalized, tf.shape(rows)), 0)
-            d_beta = tf.reduce_sum(rows, 0)
-            scaled = upstream * gamma
-            d_x = inverse * (scaled - tf.reduce_mean(scaled, -1, keepdims=True)
-                             - normalized * tf.reduce_mean(scaled * normalized, -1, keepdims=True))
-            return tf.cast(d_x, x.dtype), d_gamma, d_beta
-
-        return tf.cast(normalized * gamma + beta, layer.compute_dtype), gradient
+        output, mean, inverse = _layer_norm_forward(x, gamma, beta, layer.epsilon, tf.as_dtype(layer.compute_dtype))
+        return output, lambda upstream: _layer_norm_backward(x, mean, inverse, gamma, upstream)
 
     return normalize(inputs, tf.convert_to_tensor(layer.gamma), tf.convert_to_tensor(layer.beta))
 
@@ -123,6 +219,38 @@ _FAST_CALLS = {keras.layers.Dropout: ("dropout", fast_dropout_call),
                keras.layers.LayerNormalization: ("layer_norm", fast_layer_norm_call)}
 
 
+@_compiled_unless_portable
+def _masked_softmax_forward(scores, mask):
+    """Keras's masked softmax (masked scores -> -1e9, masked outputs -> 0), computed in float32."""
+    scores32 = tf.cast(scores, tf.float32)
+    if mask is not None:
+        keep = mask if mask.dtype == tf.bool else mask > tf.cast(0.5, mask.dtype)  # Keras's test (ints: > 0).
+        scores32 = tf.where(keep, scores32, -1e9)
+    exps = tf.exp(scores32 - tf.reduce_max(scores32, -1, keepdims=True))
+    probabilities = exps / tf.reduce_sum(exps, -1, keepdims=True)
+    if mask is not None:
+        probabilities = tf.where(keep, probabilities, 0.0)
+    return tf.cast(probabilities, scores.dtype)
+
+
+@_compiled_unless_portable
+def _masked_softmax_backward(probabilities, upstream):
+    # Masked positions have probability 0, so their gradient is 0, as through Keras's `where`s.
+    p, upstream = tf.cast(probabilities, tf.float32), tf.cast(upstream, tf.float32)
+    return tf.cast(p * (upstream - tf.reduce_sum(upstream * p, -1, keepdims=True)), probabilities.dtype)
+
+
+def _masked_softmax(scores, mask):
+    """Softmax over the last axis of `scores` where `mask` (broadcast to it) is true or > 0.5."""
+
+    @tf.custom_gradient
+    def softmax(x):
+        probabilities = _masked_softmax_forward(x, mask)
+        return probabilities, lambda upstream: _masked_softmax_backward(probabilities, upstream)
+
+    return softmax(scores)
+
+
 def fast_attention(layer, query, key, value, attention_mask=None, training=None,
                    return_attention_scores=False, use_causal_mask=False):
     """`keras.layers.MultiHeadAttention._compute_attention` as transposes and batched `tf.matmul`s.
@@ -130,9 +258,10 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
     Keras contracts [batch, length, heads, dim] tensors with `einsum`, which
     oneDNN runs on this CPU as slow small batched products plus transposes; a
     heads-major `tf.matmul` of the same numbers was 1.8x faster forward and
-    backward (benchmarks/README.md). Scores, mask, softmax and dropout are
-    Keras's own. Other attention layouts, causal masks and flash attention go
-    to Keras.
+    backward (benchmarks/README.md). The masked softmax is Keras's function,
+    XLA-compiled (in float32; a subclassed softmax layer keeps Keras's), and
+    the dropout is the layer's. Other attention layouts, causal masks and
+    flash attention go to Keras.
     """
     if layer._attention_axes != (1,) or len(query.shape) != 4 or use_causal_mask or layer._flash_attention:
         return keras.layers.MultiHeadAttention._compute_attention(
@@ -141,7 +270,13 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
     query = query * tf.cast(layer._inverse_sqrt_key_dim, query.dtype)
     heads_major = [0, 2, 1, 3]  # [batch, length, heads, dim] <-> [batch, heads, length, dim]
     scores = tf.matmul(tf.transpose(query, heads_major), tf.transpose(key, heads_major), transpose_b=True)
-    scores = layer._masked_softmax(scores, attention_mask)  # [batch, heads, query length, key length]
+    # [batch, heads, query length, key length]
+    if type(layer._softmax) is keras.layers.Softmax and tuple(np.atleast_1d(layer._softmax.axis)) in ((3,), (-1,)):
+        while attention_mask is not None and len(attention_mask.shape) < 4:  # As Keras: [batch, 1, query, key].
+            attention_mask = tf.expand_dims(attention_mask, -3)
+        scores = _masked_softmax(scores, attention_mask)
+    else:
+        scores = layer._masked_softmax(scores, attention_mask)
     weights = layer._dropout_layer(scores, training=training) if layer._dropout > 0 else scores
     output = tf.transpose(tf.matmul(weights, tf.transpose(value, heads_major)), heads_major)
     return output, scores

@@ -67,7 +67,10 @@ def export_saved_model(module, target, sample_columns, metadata=None):
     expected = [module.run_request(signature, inputs) for signature, inputs in warmup + edge_cases]
 
     def write(path):
-        tf.saved_model.save(module, path, signatures=module.signatures())
+        # A serving export is never differentiated; saved custom gradients would
+        # also bring back the kernels' XLA-compiled backward functions.
+        tf.saved_model.save(module, path, signatures=module.signatures(),
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         tf.io.gfile.makedirs(os.path.join(path, "assets.extra"))
         warmup_requests.write_requests(os.path.join(path, warmup_requests.WARMUP_FILE), target.name, warmup)
         record = dict(metadata or {}, model_name=target.name, signatures=signature_descriptions(module),

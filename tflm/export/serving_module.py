@@ -14,8 +14,11 @@ Signatures, the same for every task:
                    preprocessor produces, for clients that tokenize themselves.
 """
 
+import functools
+
 import tensorflow as tf
 
+from tflm.backbones import fast_kernels
 from tflm.data.tokenized_dataset import trim_to_longest_row
 
 EXAMPLES_INPUT = "examples"
@@ -47,11 +50,12 @@ class ServingModule(tf.Module):
         self.text_inputs = tuple(text_inputs)
         self.token_inputs = tuple(token_inputs)
         self.serve = tf.function(
-            self._serve_text, input_signature=[{n: tf.TensorSpec([None], tf.string, name=n) for n in self.text_inputs}])
+            _portable(self._serve_text),
+            input_signature=[{n: tf.TensorSpec([None], tf.string, name=n) for n in self.text_inputs}])
         self.serve_examples = tf.function(
-            self._serve_examples, input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+            _portable(self._serve_examples), input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
         self.serve_token_ids = tf.function(
-            self.outputs_from_token_ids,
+            _portable(self.outputs_from_token_ids),
             input_signature=[{n: tf.TensorSpec([None, None], tf.int32, name=n) for n in self.token_inputs}])
 
     def _serve_text(self, texts):
@@ -97,6 +101,19 @@ class ServingModule(tf.Module):
                     "serve_token_ids": self.serve_token_ids}[signature]
         argument = inputs[EXAMPLES_INPUT] if signature == "serve_examples" else inputs
         return {k: v.numpy() for k, v in function(argument).items()}
+
+
+def _portable(function):
+    """`function`, traced with the model's kernels as plain ops: TF Serving's CPU build runs no XLA by default.
+
+    See fast_kernels.portable_kernels.
+    """
+    @functools.wraps(function)
+    def traced(*args):
+        with fast_kernels.portable_kernels():
+            return function(*args)
+
+    return traced
 
 
 def sanitize_text(text):

@@ -1,5 +1,7 @@
 """AdamW with linear warmup and linear decay, as in BERT fine-tuning."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -33,21 +35,25 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 @tf.function(jit_compile=True, autograph=False)
 def _adamw_update(variable, m, v, gradient, gradient_scale, learning_rate, weight_decay, beta_1, beta_2, epsilon,
-                  beta_1_power, beta_2_power):
+                  beta_1_power, beta_2_power, average=None, average_decay=None):
     """One AdamW step of one variable, compiled by XLA into a single pass over its memory.
 
     Keras's arithmetic: the decoupled decay `w -= w * weight_decay * lr`,
     then the Adam step on the gradient times `gradient_scale` (the global-norm
-    clipping factor).
+    clipping factor). With `average`, also the variable's moving average:
+    `average = decay * average + (1 - decay) * new variable`.
     """
     gradient = gradient * gradient_scale
     new_m = m + (gradient - m) * (1 - beta_1)
     new_v = v + (tf.square(gradient) - v) * (1 - beta_2)
     alpha = learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
     decayed = variable - variable * (weight_decay * learning_rate)
+    new_variable = decayed - alpha * new_m / (tf.sqrt(new_v) + epsilon)
     m.assign(new_m)
     v.assign(new_v)
-    variable.assign(decayed - alpha * new_m / (tf.sqrt(new_v) + epsilon))
+    variable.assign(new_variable)
+    if average is not None:
+        average.assign(new_variable + (average - new_variable) * average_decay)
 
 
 @keras.saving.register_keras_serializable(package="tflm")
@@ -66,6 +72,14 @@ class FusedAdamW(keras.optimizers.AdamW):
     `lr_multipliers` ({variable path: factor}, see layer_lr_decay.py) scales
     both the Adam step and the decoupled weight decay of those variables, as
     a PyTorch parameter group with its own learning rate would.
+
+    `use_ema=True` keeps a moving average of each trained variable (Keras's
+    "average" slots), updated in the same compiled pass. As in
+    `tf.train.ExponentialMovingAverage(num_updates=t)`, it starts at the
+    weights and its decay at step t is `min(ema_momentum, (1 + t) / (10 + t))`:
+    Keras's constant decay would leave the first steps' weights (and a random
+    head) in the average for thousands of steps. `averaged_weights` swaps the
+    averages in.
     """
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
@@ -80,6 +94,11 @@ class FusedAdamW(keras.optimizers.AdamW):
         super().build(var_list)
         # Python floats, indexed like the slots: constants in the traced step.
         self._lr_factors = [self.lr_multipliers.get(v.path, 1.0) for v in var_list]
+        if self.use_ema:
+            # Averages start at the weights, not Keras's zeros, so a variable
+            # that never gets a gradient (an unused pooler) averages to itself.
+            for variable, average in zip(var_list, self._model_variables_moving_average):
+                average.assign(variable)
 
     def _clip_gradients(self, grads):
         self._gradient_scale = None
@@ -100,12 +119,20 @@ class FusedAdamW(keras.optimizers.AdamW):
     def _apply_weight_decay(self, variables):
         pass  # Part of update_step.
 
+    def _update_model_variables_moving_average(self, trainable_variables):
+        pass  # Part of update_step.
+
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         decays = self.weight_decay is not None and self._use_weight_decay(variable)
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        average = average_decay = None
+        if self.use_ema:
+            updates = tf.cast(self.iterations, dtype)
+            average = self._model_variables_moving_average[index].value
+            average_decay = tf.minimum(tf.cast(self.ema_momentum, dtype), (1 + updates) / (10 + updates))
         _adamw_update(
             # Under a tf.distribute update these are the copies on the device
             # of the `variable` replica being updated.
@@ -114,16 +141,46 @@ class FusedAdamW(keras.optimizers.AdamW):
             tf.constant(1, dtype) if self._gradient_scale is None else tf.cast(self._gradient_scale, dtype),
             tf.cast(learning_rate, dtype) * self._lr_factors[index],
             tf.cast(self.weight_decay if decays else 0, dtype),
-            beta_1, beta_2, tf.cast(self.epsilon, dtype), tf.pow(beta_1, step), tf.pow(beta_2, step))
+            beta_1, beta_2, tf.cast(self.epsilon, dtype), tf.pow(beta_1, step), tf.pow(beta_2, step),
+            average, average_decay)
+
+
+@contextlib.contextmanager
+def averaged_weights(optimizer):
+    """Inside the block the trained variables hold the optimizer's moving averages, if it keeps any.
+
+    Evaluating, saving the best weights and exporting inside it all use the
+    averages; on leaving, the trained values come back (a checkpoint taken
+    afterwards resumes training, not the average).
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # A LossScaleOptimizer's.
+    if not optimizer.use_ema:
+        yield
+        return
+    pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+
+    def swap():
+        for variable, average in pairs:
+            trained = tf.identity(variable.value)
+            variable.assign(average.value)
+            average.assign(trained)
+
+    swap()
+    try:
+        yield
+    finally:
+        swap()
 
 
 def create_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weight_decay=0.01,
-                     clip_norm=1.0, loss_scale=False, lr_multipliers=None):
+                     clip_norm=1.0, loss_scale=False, lr_multipliers=None, ema_momentum=0.0):
     """FusedAdamW over the schedule above; weight decay skips bias and LayerNorm.
 
     Args:
       loss_scale: wrap in a LossScaleOptimizer (needed for mixed_float16).
       lr_multipliers: {variable path: learning-rate factor}; others get 1.
+      ema_momentum: keep a moving average of the weights with this decay
+        (see FusedAdamW); 0: none.
     """
     schedule = WarmupLinearDecay(learning_rate, total_steps, int(total_steps * warmup_fraction))
     optimizer = FusedAdamW(
@@ -132,6 +189,8 @@ def create_optimizer(learning_rate, total_steps, warmup_fraction=0.1, weight_dec
         global_clipnorm=clip_norm or None,
         epsilon=1e-6,
         lr_multipliers=lr_multipliers,
+        use_ema=ema_momentum > 0,
+        ema_momentum=ema_momentum or 0.99,
     )
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
     if loss_scale:

@@ -25,6 +25,7 @@ from tflm import run_files
 from tflm.errors import Preempted
 from tflm.errors import TrainingDiverged
 from tflm.errors import UserError
+from tflm.training import optimization
 from tflm.training import runtime
 
 BEST_METRICS_FILE = "best_metrics.json"
@@ -248,7 +249,9 @@ class Trainer:
                     tf.summary.scalar("learning_rate", lr)
                 evaluated = stop = False
                 if step % config.eval_interval == 0 or step == config.train_steps:
-                    stop = self._evaluate_and_track(step, best_manager, eval_writer)
+                    # With weight averaging, the average is what is evaluated and kept as the best.
+                    with optimization.averaged_weights(self.optimizer):
+                        stop = self._evaluate_and_track(step, best_manager, eval_writer)
                     evaluated = True
                 if stop or step == config.train_steps:
                     self._stopped_early.assign(stop)
