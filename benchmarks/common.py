@@ -20,6 +20,13 @@ def run_pipeline(pipeline, flags, log_path):
     return result.seconds
 
 
+def training_flops_per_example(seq, layers=6, hidden=384, intermediate=1536):
+    """Matmul FLOPs of one training example (forward + backward = 3x forward) through the encoder (MiniLM-L6-H384)."""
+    per_token = layers * (4 * hidden * hidden + 2 * hidden * intermediate) * 2  # Projections and FFN.
+    attention = layers * 2 * 2 * seq * seq * hidden  # Scores and weighted sum.
+    return 3 * (per_token * seq + attention)
+
+
 def full_length_batch(batch, seq):
     """(features, labels): `batch` rows of `seq` random word-piece ids (no padding), labels alternating 0 / 1."""
     import numpy as np

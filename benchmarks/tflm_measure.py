@@ -3,6 +3,7 @@
 Prints one line `RESULT {json}`:
 
   tflm_measure.py matmul
+  tflm_measure.py mfu [--seq_lengths=64,128]
   tflm_measure.py serve --export=DIR --texts_file=F
   tflm_measure.py decode --texts_file=F --beams=4 --length=32 --batch=8
   tflm_measure.py input_pipeline --train_file=F --max_seq_length=128 --batches=300
@@ -18,6 +19,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import training_flops_per_example  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export", "", "serve: the SavedModel version folder.")
@@ -30,30 +32,139 @@ flags.DEFINE_integer("repeats", 3, "decode: timed calls (median).")
 flags.DEFINE_string("train_file", "", "input_pipeline: SST-2-style train.tsv(.gz).")
 flags.DEFINE_integer("max_seq_length", 128, "input_pipeline: tokens per example.")
 flags.DEFINE_integer("batches", 300, "input_pipeline: batches drawn.")
+flags.DEFINE_list("seq_lengths", ["64", "128"], "mfu: sequence lengths of the training steps timed.")
 
 SWEEP_BATCH_SIZES = (1, 2, 4, 8, 16)
+BATCH = 32  # Training batch of throughput.py's step rates.
 
 
-def matmul_peak(size=2048, repeats=20):
+def matmul_peak(calls=5):
+    """GFLOP/s of square bf16 / fp32 matmuls: the best of `calls` timed calls.
+
+    The best call, not the median: a peak is what the machine can do, and on
+    this shared VM single calls vary by more than 2x within a minute.
+    """
     import tensorflow as tf
 
     result = {}
     for name, dtype in (("bf16", tf.bfloat16), ("fp32", tf.float32)):
-        a = tf.random.normal([size, size], dtype=tf.float32)
-        a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
-
-        @tf.function
-        def loop(a, b):
-            total = tf.zeros([], dtype)
-            for _ in tf.range(repeats):
-                total += tf.linalg.matmul(a, b)[0, 0]
-            return total
-
-        loop(a, b).numpy()
-        start = time.perf_counter()
-        loop(a, b).numpy()
-        result[f"{name}_gflops"] = 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+        call, flops = square_matmuls(dtype)
+        call()  # Traces and warms up.
+        result[f"{name}_gflops"] = flops / min(_seconds(call) for _ in range(calls)) / 1e9
     return result
+
+
+def mfu(rounds=6, steps=3):
+    """Model FLOPs utilisation, paired: the bf16 peak, the step's matmuls alone and the real step, alternating.
+
+    Per sequence length and round, one timed call of each: the square-matmul
+    peak loop, `step_matmuls` and `steps` steps of tflm-classify's compiled
+    training step (bundled MiniLM, batch 32, full-length rows, default
+    precision). Each round's rates are divided by that round's peak, so a
+    machine that speeds up or slows down between calls moves all three;
+    the medians over rounds are returned.
+    """
+    import keras
+    import tensorflow as tf
+
+    from benchmarks.common import full_length_training_loop
+    from tflm import backbones
+    from tflm.tasks import TextClassificationConfig
+    from tflm.tasks import TextClassificationTask
+    from tflm.training import runtime
+
+    peak, peak_flops = square_matmuls(tf.bfloat16)
+    peak()
+    result = {}
+    for seq in (int(s) for s in FLAGS.seq_lengths):
+        keras.config.set_dtype_policy(runtime.resolve_precision("auto", tf.distribute.get_strategy()))
+        keras.utils.set_random_seed(0)
+        task = TextClassificationTask(TextClassificationConfig(max_seq_length=seq))
+        backbone, _ = backbones.load_backbone(task.config.backbone)
+        loop, iterator = full_length_training_loop(task.build_model(backbone, 2), task.loss, seq, BATCH,
+                                                   3 + (rounds + 1) * steps)
+        matmuls = step_matmuls(seq, BATCH)
+        matmuls()
+        loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy()
+        step_flops = BATCH * training_flops_per_example(seq)
+        rows = []
+        for _ in range(rounds):
+            peak_rate = peak_flops / _seconds(peak)
+            matmul_rate = step_flops / _seconds(matmuls)
+            step_rate = steps * step_flops / _seconds(
+                lambda: loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy())
+            rows.append({"peak_gflops": peak_rate / 1e9, "step_matmuls_vs_peak": matmul_rate / peak_rate,
+                         "mfu": step_rate / peak_rate, "step_gflops": step_rate / 1e9})
+        result[str(seq)] = dict({k: statistics.median(row[k] for row in rows) for k in rows[0]}, rounds=rows)
+    return result
+
+
+def square_matmuls(dtype, size=2048, repeats=20):
+    """(call, FLOPs): a compiled loop of `repeats` size x size products."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal([size, size]), dtype)
+    b = tf.transpose(a)
+
+    @tf.function
+    def loop(a, b):
+        total = tf.zeros([], dtype)
+        for _ in tf.range(repeats):
+            total += tf.linalg.matmul(a, b)[0, 0]
+        return total
+
+    return lambda: loop(a, b).numpy(), 2 * size ** 3 * repeats
+
+
+def _seconds(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def step_matmuls(seq, batch, layers=6, hidden=384, intermediate=1536, heads=12):
+    """A callable running only the matmuls of one bf16 MiniLM training step, forward and backward.
+
+    The FLOPs `training_flops_per_example` counts, at the step's own shapes:
+    per layer the four attention projections and the two feed-forward
+    products over all batch x seq tokens, and the two attention products per
+    head; the backward pass as TensorFlow derives it (two products per
+    product, and the sums where gradients meet). Everything else a step does
+    (bias, GELU, layer norm, softmax, dropout, casts, optimizer) is left
+    out, so this rate bounds the MFU a real step can reach with the same
+    matmul library.
+    """
+    import tensorflow as tf
+
+    tokens = batch * seq
+
+    def normal(*shape):
+        return tf.cast(tf.random.normal(shape, stddev=0.02), tf.bfloat16)
+
+    weights = [tf.Variable(normal(*shape)) for _ in range(layers)
+               for shape in [(hidden, hidden)] * 4 + [(hidden, intermediate), (intermediate, hidden)]]
+    # Separate attention inputs (heads-major) per layer and role: slices of one tensor would add
+    # the slicing and the scatter of their gradients, which cost more than these small products.
+    attention = [normal(batch, heads, seq, hidden // heads) for _ in range(3 * layers)]
+    inputs = normal(tokens, hidden)
+
+    @tf.function
+    def step(inputs, attention):
+        with tf.GradientTape() as tape:
+            tape.watch([inputs] + attention)
+            outputs, x = [], inputs
+            for layer in range(layers):
+                query, key, value, out, up, down = weights[6 * layer:6 * layer + 6]
+                outputs += [tf.matmul(x, w) for w in (query, key, value, out)]
+                queries, keys, values = attention[3 * layer:3 * layer + 3]
+                outputs.append(tf.matmul(tf.matmul(queries, keys, transpose_b=True), values))
+                x = tf.matmul(tf.matmul(x, up), down)
+            outputs.append(x)
+        gradients = tape.gradient(outputs, [inputs] + attention + weights,
+                                  output_gradients=[tf.ones_like(o) for o in outputs])
+        return [tf.reshape(g, [-1])[0] for g in gradients]  # Forces every gradient, copies nothing.
+
+    return lambda: [g.numpy() for g in step(inputs, attention)]
 
 
 def _texts():
@@ -155,7 +266,8 @@ def input_pipeline():
 
 def main(argv):
     mode = argv[1]
-    result = {"matmul": matmul_peak, "serve": serve, "decode": decode, "input_pipeline": input_pipeline}[mode]()
+    result = {"matmul": matmul_peak, "mfu": mfu, "serve": serve, "decode": decode,
+              "input_pipeline": input_pipeline}[mode]()
     print("RESULT " + json.dumps(result), flush=True)
 
 

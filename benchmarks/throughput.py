@@ -8,11 +8,15 @@ turn, repetition by repetition (tflm, torch, tflm, torch, ...), so drift on
 the machine hits all of them alike. Reported: median, min and max over the
 repetitions. Parts:
 
-  peak       bf16 / fp32 matmul GFLOP/s (TF and torch), the MFU denominator
+  peak       bf16 / fp32 matmul GFLOP/s (TF and torch; best of 5 calls), the
+             MFU denominator
   training   examples/s at batch 32, seq 64 and 128, full-length rows:
              tflm's classify pipeline (default settings, and XLA on) vs
              HF BertForSequenceClassification (fp32 / bf16 autocast, eager /
              torch.compile); MFU; peak RSS
+  mfu        paired, in one tflm process: the bf16 peak, the training step's
+             matmuls alone and tflm's real training step, alternating call
+             by call, each round's rates over that round's peak
   input      the training input pipeline alone, batches/s, vs the model's steps/s
   padding    SST-2 training: dynamic padding vs every batch padded to 128
              (epoch time from the steady-state step rate)
@@ -38,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import RESULTS_DIR  # noqa: E402
 from benchmarks.common import ROOT  # noqa: E402
 from benchmarks.common import latest_export  # noqa: E402
+from benchmarks.common import training_flops_per_example  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sst2_dir", os.path.join("..", "shared", "data", "sst2"), "SST-2 folder (train.tsv.gz, dev.tsv).")
@@ -48,7 +53,8 @@ flags.DEFINE_integer("repetitions", 3, "Repetitions of every measurement.", lowe
 flags.DEFINE_list("seq_lengths", ["64", "128"], "Training sequence lengths.")
 flags.DEFINE_integer("train_steps", 10, "Timed training steps per run (after warm-up).")
 flags.DEFINE_integer("padding_steps", 40, "Timed steps of each SST-2 padding run.")
-flags.DEFINE_list("parts", ["peak", "training", "input", "padding", "memory", "serving", "decoding"], "Parts to run.")
+flags.DEFINE_list("parts", ["peak", "training", "mfu", "input", "padding", "memory", "serving", "decoding"],
+                  "Parts to run.")
 flags.DEFINE_boolean("torch_compile", True, "Include torch.compile configurations.")
 flags.DEFINE_list("torch_precisions", ["fp32", "bf16"], "PyTorch training precisions (bf16: autocast).")
 flags.DEFINE_list("xla_seq_lengths", ["64"], "Sequence lengths at which tflm also runs with --jit_compile=true.")
@@ -114,13 +120,6 @@ def full_length_data(path, rows):
     return path
 
 
-def training_flops_per_example(seq, layers=6, hidden=384, intermediate=1536):
-    """Matmul FLOPs of one training example (forward + backward = 3x forward) through the encoder."""
-    per_token = layers * (4 * hidden * hidden + 2 * hidden * intermediate) * 2  # Projections and FFN.
-    attention = layers * 2 * 2 * seq * seq * hidden  # Scores and weighted sum.
-    return 3 * (per_token * seq + attention)
-
-
 # -- parts --------------------------------------------------------------------------
 def part_peak(results):
     tf_runs, torch_runs = [], []
@@ -170,6 +169,13 @@ def part_training(results, minilm):
             if r["seq"] == seq:
                 r["ratio_vs_best_torch"] = r["examples_per_second"]["median"] / best_torch
     results["training"] = rows
+
+
+def part_mfu(results):
+    runs = [tflm_measure("mfu", f"--seq_lengths={','.join(FLAGS.seq_lengths)}") for _ in range(FLAGS.repetitions)]
+    results["mfu"] = {seq: {k: spread([r[seq][k] for r in runs])
+                            for k in ("peak_gflops", "step_matmuls_vs_peak", "mfu", "step_gflops")}
+                      for seq in runs[0]}
 
 
 def part_input(results):
@@ -269,6 +275,13 @@ def report(results):
             mfu = f"{100 * r['mfu_vs_bf16_peak']:.0f}%" if r["mfu_vs_bf16_peak"] else "-"
             print(f"| {r['seq']} | {r['config']} | {e['median']:.1f} ({e['min']:.1f}-{e['max']:.1f}) | "
                   f"{r['gflops']:.0f} | {mfu} | {r['ratio_vs_best_torch']:.2f}x | {r['peak_rss_mb']:.0f} |")
+    if "mfu" in results:
+        print("\n| seq | bf16 peak GFLOP/s | the step's matmuls alone, share of peak | tflm training step GFLOP/s "
+              "| MFU (paired) |\n|---|---|---|---|---|")
+        for seq, m in results["mfu"].items():
+            print(f"| {seq} | {m['peak_gflops']['median']:.0f} | {100 * m['step_matmuls_vs_peak']['median']:.0f}% | "
+                  f"{m['step_gflops']['median']:.0f} | {100 * m['mfu']['median']:.0f}% "
+                  f"({100 * m['mfu']['min']:.0f}-{100 * m['mfu']['max']:.0f}%) |")
     if "input" in results:
         i = results["input"]
         print(f"\ninput pipeline: {i['batches_per_second']['median']:.0f} batches/s; tokenizing "
@@ -314,6 +327,7 @@ def main(argv):
         with open(RESULTS_FILE) as f:
             results = json.load(f)
     parts = {"peak": lambda: part_peak(results), "training": lambda: part_training(results, minilm),
+             "mfu": lambda: part_mfu(results),
              "input": lambda: part_input(results), "padding": lambda: part_padding(results),
              "memory": lambda: part_memory(results), "serving": lambda: part_serving(results, minilm),
              "decoding": lambda: part_decoding(results, minilm)}
