@@ -9,8 +9,12 @@ of every TensorFlow op on the host CPU by category (matmul, attention
 softmax, layer norm, GELU, dropout, optimizer, casts, ...). XLA-compiled
 functions (tflm's GELU, layer norm, softmax and dropout kernels and its
 optimizer update) leave no op events in the CPU trace, so their time is not
-in the sums: it is part of the gap between the step and the ops. Writes
-benchmarks/results/profile_seq<N>.json and prints the table.
+in the sums: it is part of the gap between the step and the ops. With
+`--ablation_rounds=N` it then measures them the other way: the real step
+alternates with timing-only variants of the model in which one kernel family
+costs nothing (dropout rates 0; GELU or layer norm the identity), N rounds
+of 3 steps, and the paired median saving is that family's share. Writes
+benchmarks/results/profile_seq<N>.json and prints the tables.
 """
 
 import collections
@@ -18,9 +22,11 @@ import glob
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
+import warnings
 
 from absl import app
 from absl import flags
@@ -33,6 +39,8 @@ flags.DEFINE_integer("seq", 64, "Sequence length (every row full length).")
 flags.DEFINE_integer("batch", 32, "Batch size.")
 flags.DEFINE_integer("steps", 5, "Profiled steps (after 3 warm-up steps).")
 flags.DEFINE_string("precision", "auto", "tflm --precision.")
+flags.DEFINE_integer("ablation_rounds", 0, "If > 0, also time the step with each element-wise kernel family made "
+                     "free (ABLATIONS), alternating with the real step for this many rounds of 3 steps.", lower_bound=0)
 
 # First match wins; patterns are matched against "<op type>:<op name>".
 CATEGORIES = [
@@ -85,24 +93,86 @@ def op_times(logdir):
     return totals
 
 
+def training_loop(steps, ablation=None):
+    """The classifier's compiled step as tflm-classify builds it, optionally with one ABLATIONS family made free."""
+    import keras
+
+    from tflm import backbones
+    from tflm.tasks import TextClassificationConfig
+    from tflm.tasks import TextClassificationTask
+
+    keras.utils.set_random_seed(0)
+    task = TextClassificationTask(TextClassificationConfig(max_seq_length=FLAGS.seq))
+    backbone, _ = backbones.load_backbone(task.config.backbone)
+    model = task.build_model(backbone, 2)
+    if ablation:
+        for layer in model._flatten_layers(include_self=True):
+            ABLATIONS[ablation](layer)
+        # Made-free layer norms leave their gamma and beta without gradients; Keras warns every step.
+        warnings.filterwarnings("ignore", message="Gradients do not exist")
+    return full_length_training_loop(model, task.loss, FLAGS.seq, FLAGS.batch, steps)
+
+
+def _no_dropout(layer):
+    import keras
+
+    if isinstance(layer, keras.layers.Dropout):
+        layer.rate = 0.0
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        layer._dropout = 0.0  # Its attention-weights dropout.
+
+
+def _no_gelu(layer):
+    import keras
+
+    if isinstance(layer, (keras.layers.Dense, keras.layers.EinsumDense)) and \
+            getattr(layer.activation, "__name__", "") in ("fast_gelu", "fast_gelu_approximate"):
+        layer.activation = keras.activations.linear
+
+
+def _no_layer_norm(layer):
+    import keras
+
+    if isinstance(layer, keras.layers.LayerNormalization):
+        layer.call = lambda inputs, *args, **kwargs: inputs
+
+
+# Timing-only variants of the model: what a step would save if one family of
+# tflm's XLA-compiled element-wise kernels cost nothing. XLA kernels leave no
+# op events in the profile, so this is how their share is measured.
+ABLATIONS = {"dropout (all rates 0)": _no_dropout, "GELU (identity)": _no_gelu,
+             "layer norm (identity)": _no_layer_norm}
+
+
+def ablation_savings(rounds, steps=3):
+    """{family: {"step_ms", "saving_ms", "share"}}: medians over rounds of the real step alternating with each variant."""
+    import tensorflow as tf
+
+    loops = {name: training_loop(3 + (rounds + 1) * steps, name) for name in [None, *ABLATIONS]}
+    times = {name: [] for name in loops}
+    for round_ in range(rounds + 1):  # The first round is untimed.
+        for name, (loop, iterator) in loops.items():
+            start = time.perf_counter()
+            loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy()
+            if round_:
+                times[name].append((time.perf_counter() - start) / steps * 1000)
+    real = statistics.median(times[None])
+    return {name: {"step_ms": statistics.median(times[name]),
+                   "saving_ms": statistics.median(a - b for a, b in zip(times[None], times[name])),
+                   "share": statistics.median(a - b for a, b in zip(times[None], times[name])) / real}
+            for name in ABLATIONS}
+
+
 def main(argv):
     del argv
     import keras
     import tensorflow as tf
 
-    from tflm import backbones
-    from tflm.tasks import TextClassificationConfig
-    from tflm.tasks import TextClassificationTask
     from tflm.training import runtime
 
     precision = runtime.resolve_precision(FLAGS.precision, tf.distribute.get_strategy())
     keras.config.set_dtype_policy(precision)
-    keras.utils.set_random_seed(0)
-    task = TextClassificationTask(TextClassificationConfig(max_seq_length=FLAGS.seq))
-    backbone, _ = backbones.load_backbone(task.config.backbone)
-    model = task.build_model(backbone, 2)
-    train_loop, iterator = full_length_training_loop(model, task.loss, FLAGS.seq, FLAGS.batch,
-                                                    3 + FLAGS.steps + 1000)
+    train_loop, iterator = training_loop(3 + FLAGS.steps + 1000)
     start = time.perf_counter()
     train_loop(iterator, tf.constant(FLAGS.steps), tf.constant(0.0))[0].numpy()
     unprofiled = (time.perf_counter() - start) / FLAGS.steps
@@ -131,6 +201,11 @@ def main(argv):
     for category, ms in result["categories_ms_per_step"].items():
         print(f"| {category} | {ms:.1f} | {100 * ms / result['op_ms_per_step']:.1f}% |")
     print("\ntop op types:", ", ".join(f"{t} {ms:.1f}" for t, ms in result["top_op_types_ms_per_step"].items()))
+    if FLAGS.ablation_rounds:
+        result["ablations"] = ablation_savings(FLAGS.ablation_rounds)
+        print("\n| made free (timing only) | step ms | paired saving, ms | share of the real step |\n|---|---|---|---|")
+        for name, a in result["ablations"].items():
+            print(f"| {name} | {a['step_ms']:.0f} | {a['saving_ms']:.0f} | {100 * a['share']:.0f}% |")
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"profile_seq{FLAGS.seq}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
