@@ -132,19 +132,16 @@ def summary(times):
                         "n": len(ratios)}}
 
 
-def time_serving(precision):
+def time_serving():
     import tensorflow as tf
     import tensorflow_text  # noqa: F401 (registers the tokenizer ops the exports use)
 
     from tflm.export.text_classifier_export import TextClassifierServingModule
-    from tflm.training import runtime
 
     signatures = {}
     for variant in VARIANTS:
         task, model, preset = build_classifier(variant)
-        module = TextClassifierServingModule(model, task.build_preprocessor(preset), ["negative", "positive"],
-                                             float32_max_batch=runtime.resolve_float32_serving_max_batch(
-                                                 -1, precision, tf.distribute.get_strategy()))
+        module = TextClassifierServingModule(model, task.build_preprocessor(preset), ["negative", "positive"])
         path = os.path.join(tempfile.mkdtemp(), variant)
         tf.saved_model.save(module, path, signatures=module.signatures())
         signatures[variant] = tf.saved_model.load(path).signatures["serving_default"]
@@ -175,7 +172,7 @@ def main(argv):
     keras.config.set_dtype_policy(precision)
     result = {"precision": precision, "batch": FLAGS.batch, "steps_per_call": FLAGS.steps, "rounds": FLAGS.rounds,
               "training": {str(seq): time_training(int(seq)) for seq in FLAGS.seq_lengths},
-              "optimizer": time_optimizer(), "serving": time_serving(precision)}
+              "optimizer": time_optimizer(), "serving": time_serving()}
     print(f"| measurement ({precision}) | Keras kernels ms | tflm fast kernels ms | paired speedup, median (min-max) |")
     print("|---|---|---|---|")
     rows = [(f"training step, batch {FLAGS.batch}, seq {seq}", r) for seq, r in result["training"].items()]

@@ -92,6 +92,38 @@ def test_weights_are_stored_once(tiny_preset, tmp_path):
     assert weight_bytes <= stored < 1.3 * weight_bytes
 
 
+def test_bfloat16_model_stores_the_weights_it_reads_in_bfloat16(tiny_preset, tmp_path):
+    """The default for a mixed-precision classifier: same answers as in memory, about half the variables."""
+    task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, max_seq_length=32))
+    keras.utils.set_random_seed(0)
+    model = task.build_model(backbones.load_backbone(tiny_preset, dtype="mixed_bfloat16")[0], 3)
+    preprocessor = task.build_preprocessor(backbones.load_backbone(tiny_preset)[1])
+    texts = ["the film is a joy .", "a dull , lifeless cast", "it works"]
+    weights_before = [v.numpy() for v in model.weights]
+    low = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "low"), [texts])
+    wide = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "wide"), [texts],
+                                  float32_max_batch=2)
+    assert all(v.dtype == "float32" and np.array_equal(v.numpy(), before)  # The model itself is untouched.
+               for v, before in zip(model.weights, weights_before))
+
+    def stored_bytes(path):
+        variables = os.path.join(path, "variables")
+        return sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+
+    assert stored_bytes(low) < 0.6 * stored_bytes(wide)
+    stored = dict(zip((v.path for v in model.weights), (v.dtype for v in tf.saved_model.load(low).model_variables)))
+    assert all(stored[v.path] == tf.float32 for v in model.weights if not v._autocast)  # Layer norms.
+    assert sum(dtype == tf.bfloat16 for dtype in stored.values()) > len(stored) / 2
+    head = model.layers[-1]
+    assert head.compute_dtype == "float32" and stored[head.kernel.path] == tf.float32
+
+    features = {k: tf.cast(v, tf.int32) for k, v in preprocessor(tf.constant(texts)).items()}
+    in_memory = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy()
+    replies = run_in_fresh_process(low, [("serving_default", {"text": request_bytes(texts).numpy()})])["replies"]
+    np.testing.assert_allclose(np.array(replies[-1]["session"]["probabilities"]), in_memory, atol=2e-3)
+    assert json.load(open(os.path.join(low, "assets.extra", "tflm_model.json")))["float32_max_batch"] == 0
+
+
 def test_sentence_pair_signature(tiny_preset, tmp_path):
     _, model, preprocessor = classifier(tiny_preset, text_fields=("premise", "hypothesis"))
     path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "nli"),

@@ -11,8 +11,7 @@ from tflm import backbones
 from tflm.backbones.fast_kernels import fast_dropout_call
 from tflm.training.layer_lr_decay import layer_lr_multipliers
 from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, averaged_weights, create_optimizer
-from tflm.training.runtime import CPU_FLOAT32_SERVING_MAX_BATCH, get_distribution_strategy, resolve_jit_compile
-from tflm.training.runtime import resolve_float32_serving_max_batch, resolve_precision
+from tflm.training.runtime import get_distribution_strategy, resolve_jit_compile, resolve_precision
 
 
 def test_warmup_then_linear_decay():
@@ -203,10 +202,6 @@ def test_strategies_and_errors():
     with pytest.raises(UserError, match="--num_gpus=2: only 0 GPU"):
         get_distribution_strategy("mirrored", num_gpus=2)
     assert resolve_precision("float32", None) == "float32"
-    default = tf.distribute.get_strategy()
-    assert resolve_float32_serving_max_batch(-1, "mixed_bfloat16", default) == CPU_FLOAT32_SERVING_MAX_BATCH
-    assert resolve_float32_serving_max_batch(-1, "float32", default) == 0
-    assert resolve_float32_serving_max_batch(3, "float32", default) == 3
     assert resolve_precision("auto", tf.distribute.get_strategy()) in ("float32", "mixed_bfloat16")
 
 

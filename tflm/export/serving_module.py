@@ -4,7 +4,8 @@ Keras 3 models tracked directly by a tf.Module pass `tf.saved_model.load` but
 fail TF Serving's Session loader (keras#20095), and `keras.export.ExportArchive`
 stores every weight twice (keras#23553). Tracking the raw `tf.Variable`s and
 calling the model through an untracked reference passes both loaders and
-stores each weight once.
+stores each weight once (in bfloat16, where a mixed-precision model only
+reads it in bfloat16 and the subclass asks for `low_precision_weights`).
 
 Signatures, the same for every task:
   serving_default  raw text: one [batch] tf.string input per text field.
@@ -14,6 +15,7 @@ Signatures, the same for every task:
                    preprocessor produces, for clients that tokenize themselves.
 """
 
+import contextlib
 import functools
 
 import tensorflow as tf
@@ -36,9 +38,21 @@ class ServingModule(tf.Module):
     # exactly (see `verification.verify_export`).
     min_row_agreement = 1.0
 
-    def __init__(self, model, preprocessor, text_inputs, token_inputs, name=None):
+    def __init__(self, model, preprocessor, text_inputs, token_inputs, name=None, low_precision_weights=False):
+        """Args:
+          low_precision_weights: store each weight that the model only reads
+            cast to a 16-bit compute dtype (mixed precision's autocast
+            weights) in that dtype, and trace with it. The outputs are the same
+            (the cast happens once, at export, instead of on every request) and
+            the export is about half the size. The traced functions then have
+            no float32 copy of those weights to compute with.
+        """
         super().__init__(name=name)
-        self.model_variables = [v.value for v in model.weights]
+        # {Keras variable id: the tf.Variable the export stores and the signatures read instead}.
+        stored = _low_precision_copies(model) if low_precision_weights else {}
+        self.model_variables = [stored.get(id(v), v.value) for v in model.weights]
+        # Untracked on purpose, like the model: tracked, Keras variables would be saved a second time.
+        object.__setattr__(self, "_swapped", [(v, stored[id(v)]) for v in model.weights if id(v) in stored])
         # Tokenizers that own TF resources (e.g. SentencePiece) need tracking;
         # the preprocessor has no weights, so nothing is stored twice.
         self.preprocessor = preprocessor
@@ -50,13 +64,27 @@ class ServingModule(tf.Module):
         self.text_inputs = tuple(text_inputs)
         self.token_inputs = tuple(token_inputs)
         self.serve = tf.function(
-            _portable(self._serve_text),
+            self._for_serving(self._serve_text),
             input_signature=[{n: tf.TensorSpec([None], tf.string, name=n) for n in self.text_inputs}])
         self.serve_examples = tf.function(
-            _portable(self._serve_examples), input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+            self._for_serving(self._serve_examples),
+            input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
         self.serve_token_ids = tf.function(
-            _portable(self.outputs_from_token_ids),
+            self._for_serving(self.outputs_from_token_ids),
             input_signature=[{n: tf.TensorSpec([None, None], tf.int32, name=n) for n in self.token_inputs}])
+
+    def _for_serving(self, function):
+        """`function`, traced with the model's kernels as plain ops and reading the stored weights.
+
+        Plain ops: TF Serving's CPU build runs no XLA by default (see
+        fast_kernels.portable_kernels).
+        """
+        @functools.wraps(function)
+        def traced(*args):
+            with fast_kernels.portable_kernels(), _reading(self._swapped):
+                return function(*args)
+
+        return traced
 
     def _serve_text(self, texts):
         return self.outputs_from_text([sanitize_text(texts[n]) for n in self.text_inputs])
@@ -103,17 +131,34 @@ class ServingModule(tf.Module):
         return {k: v.numpy() for k, v in function(argument).items()}
 
 
-def _portable(function):
-    """`function`, traced with the model's kernels as plain ops: TF Serving's CPU build runs no XLA by default.
+def _low_precision_copies(model):
+    """{id: tf.Variable} for the float32 weights `model` reads only autocast to a 16-bit float, cast to it."""
+    copies = {}
+    for layer in model._flatten_layers(include_self=True):
+        if layer.compute_dtype not in ("bfloat16", "float16"):
+            continue
+        for variable in layer._trainable_variables + layer._non_trainable_variables:
+            if variable._autocast and variable.dtype == "float32" and id(variable) not in copies:
+                copies[id(variable)] = tf.Variable(tf.cast(variable.value, layer.compute_dtype), trainable=False,
+                                                   name=variable.name)
+    return copies
 
-    See fast_kernels.portable_kernels.
+
+@contextlib.contextmanager
+def _reading(swapped):
+    """Inside, each Keras variable of the (Keras variable, tf.Variable) pairs reads the tf.Variable.
+
+    Under autocast a 16-bit value passes through unchanged, so the traced
+    model computes exactly as it does with its float32 weights cast on use.
     """
-    @functools.wraps(function)
-    def traced(*args):
-        with fast_kernels.portable_kernels():
-            return function(*args)
-
-    return traced
+    originals = [keras_variable._value for keras_variable, _ in swapped]
+    for keras_variable, stored in swapped:
+        keras_variable._value = stored
+    try:
+        yield
+    finally:
+        for (keras_variable, _), original in zip(swapped, originals):
+            keras_variable._value = original
 
 
 def sanitize_text(text):

@@ -209,24 +209,6 @@ def resolve_jit_compile(setting, strategy):
     return False
 
 
-# A bfloat16 classifier export on CPU answers requests of up to this many
-# texts in float32: below it float32 had the lower latency, above it bfloat16
-# had the higher throughput (benchmarks/README.md, "serving").
-CPU_FLOAT32_SERVING_MAX_BATCH = 2
-
-
-def resolve_float32_serving_max_batch(setting, precision, strategy):
-    """Rows up to which a classifier export serves in float32; -1 (auto) uses what measured fastest.
-
-    Only a model computing in bfloat16 on a CPU host gets a float32 path by
-    default; GPUs and TPUs are not measured here.
-    """
-    if setting >= 0:
-        return setting
-    on_accelerator = isinstance(strategy, tf.distribute.TPUStrategy) or tf.config.list_physical_devices("GPU")
-    return CPU_FLOAT32_SERVING_MAX_BATCH if precision == "mixed_bfloat16" and not on_accelerator else 0
-
-
 def set_up_runtime(config):
     """Creates the strategy, seeds everything and sets Keras's dtype policy.
 
