@@ -7,6 +7,7 @@ from tflm.tuning import pipeline_runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+BATCH = 32  # Training batch of the throughput comparisons (throughput.py, tflm_measure.py).
 
 
 def run_pipeline(pipeline, flags, log_path):
@@ -58,6 +59,27 @@ def full_length_training_loop(model, loss, seq, batch, steps):
     for _ in range(3):
         loop(iterator, tf.constant(1), tf.constant(0.0))
     return loop, iterator
+
+
+def classifier_training_loop(seq, batch, steps, prepare=None):
+    """`full_length_training_loop` over the bundled-MiniLM classifier as tflm-classify builds it (seed 0).
+
+    Uses Keras's current dtype policy. `prepare(model)`, if given, changes the
+    model before its step is traced (timing-only variants).
+    """
+    import keras
+
+    from tflm import backbones
+    from tflm.tasks import TextClassificationConfig
+    from tflm.tasks import TextClassificationTask
+
+    keras.utils.set_random_seed(0)
+    task = TextClassificationTask(TextClassificationConfig(max_seq_length=seq))
+    backbone, _ = backbones.load_backbone(task.config.backbone)
+    model = task.build_model(backbone, 2)
+    if prepare:
+        prepare(model)
+    return full_length_training_loop(model, task.loss, seq, batch, steps)
 
 
 def latest_export(export_root, name):

@@ -32,7 +32,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import full_length_training_loop  # noqa: E402
+from benchmarks.common import classifier_training_loop  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seq", 64, "Sequence length (every row full length).")
@@ -95,22 +95,13 @@ def op_times(logdir):
 
 def training_loop(steps, ablation=None):
     """The classifier's compiled step as tflm-classify builds it, optionally with one ABLATIONS family made free."""
-    import keras
-
-    from tflm import backbones
-    from tflm.tasks import TextClassificationConfig
-    from tflm.tasks import TextClassificationTask
-
-    keras.utils.set_random_seed(0)
-    task = TextClassificationTask(TextClassificationConfig(max_seq_length=FLAGS.seq))
-    backbone, _ = backbones.load_backbone(task.config.backbone)
-    model = task.build_model(backbone, 2)
-    if ablation:
+    def make_free(model):
         for layer in model._flatten_layers(include_self=True):
             ABLATIONS[ablation](layer)
         # Made-free layer norms leave their gamma and beta without gradients; Keras warns every step.
         warnings.filterwarnings("ignore", message="Gradients do not exist")
-    return full_length_training_loop(model, task.loss, FLAGS.seq, FLAGS.batch, steps)
+
+    return classifier_training_loop(FLAGS.seq, FLAGS.batch, steps, make_free if ablation else None)
 
 
 def _no_dropout(layer):
@@ -157,10 +148,9 @@ def ablation_savings(rounds, steps=3):
             if round_:
                 times[name].append((time.perf_counter() - start) / steps * 1000)
     real = statistics.median(times[None])
-    return {name: {"step_ms": statistics.median(times[name]),
-                   "saving_ms": statistics.median(a - b for a, b in zip(times[None], times[name])),
-                   "share": statistics.median(a - b for a, b in zip(times[None], times[name])) / real}
-            for name in ABLATIONS}
+    savings = {name: statistics.median(a - b for a, b in zip(times[None], times[name])) for name in ABLATIONS}
+    return {name: {"step_ms": statistics.median(times[name]), "saving_ms": saving, "share": saving / real}
+            for name, saving in savings.items()}
 
 
 def main(argv):

@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import BATCH  # noqa: E402
 from benchmarks.common import training_flops_per_example  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -35,7 +36,6 @@ flags.DEFINE_integer("batches", 300, "input_pipeline: batches drawn.")
 flags.DEFINE_list("seq_lengths", ["64", "128"], "mfu: sequence lengths of the training steps timed.")
 
 SWEEP_BATCH_SIZES = (1, 2, 4, 8, 16)
-BATCH = 32  # Training batch of throughput.py's step rates.
 
 
 def matmul_peak(calls=5):
@@ -67,22 +67,15 @@ def mfu(rounds=6, steps=3):
     import keras
     import tensorflow as tf
 
-    from benchmarks.common import full_length_training_loop
-    from tflm import backbones
-    from tflm.tasks import TextClassificationConfig
-    from tflm.tasks import TextClassificationTask
+    from benchmarks.common import classifier_training_loop
     from tflm.training import runtime
 
+    keras.config.set_dtype_policy(runtime.resolve_precision("auto", tf.distribute.get_strategy()))
     peak, peak_flops = square_matmuls(tf.bfloat16)
     peak()
     result = {}
     for seq in (int(s) for s in FLAGS.seq_lengths):
-        keras.config.set_dtype_policy(runtime.resolve_precision("auto", tf.distribute.get_strategy()))
-        keras.utils.set_random_seed(0)
-        task = TextClassificationTask(TextClassificationConfig(max_seq_length=seq))
-        backbone, _ = backbones.load_backbone(task.config.backbone)
-        loop, iterator = full_length_training_loop(task.build_model(backbone, 2), task.loss, seq, BATCH,
-                                                   3 + (rounds + 1) * steps)
+        loop, iterator = classifier_training_loop(seq, BATCH, 3 + (rounds + 1) * steps)
         matmuls = step_matmuls(seq, BATCH)
         matmuls()
         loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy()

@@ -39,6 +39,7 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import BATCH  # noqa: E402
 from benchmarks.common import RESULTS_DIR  # noqa: E402
 from benchmarks.common import ROOT  # noqa: E402
 from benchmarks.common import latest_export  # noqa: E402
@@ -59,7 +60,6 @@ flags.DEFINE_boolean("torch_compile", True, "Include torch.compile configuration
 flags.DEFINE_list("torch_precisions", ["fp32", "bf16"], "PyTorch training precisions (bf16: autocast).")
 flags.DEFINE_list("xla_seq_lengths", ["64"], "Sequence lengths at which tflm also runs with --jit_compile=true.")
 
-BATCH = 32
 RESULTS_FILE = os.path.join(RESULTS_DIR, "throughput.json")
 
 
