@@ -55,8 +55,9 @@ def matmul_peak(calls=5):
 
 
 def mfu(rounds=6, steps=3):
-    """Model FLOPs utilisation, paired: the bf16 peak, the step's matmuls alone and the real step, alternating.
+    """Model FLOPs utilisation, paired: the peak, the step's matmuls alone and the real step, alternating.
 
+    All in the matmul dtype of the default precision (`--precision=auto`).
     Per sequence length and round, one timed call of each: the square-matmul
     peak loop, `step_matmuls` and `steps` steps of tflm-classify's compiled
     training step (bundled MiniLM, batch 32, full-length rows, default
@@ -70,13 +71,15 @@ def mfu(rounds=6, steps=3):
     from benchmarks.common import classifier_training_loop
     from tflm.training import runtime
 
-    keras.config.set_dtype_policy(runtime.resolve_precision("auto", tf.distribute.get_strategy()))
-    peak, peak_flops = square_matmuls(tf.bfloat16)
+    precision = runtime.resolve_precision("auto", tf.distribute.get_strategy())
+    keras.config.set_dtype_policy(precision)
+    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+    peak, peak_flops = square_matmuls(dtype)
     peak()
     result = {}
     for seq in (int(s) for s in FLAGS.seq_lengths):
         loop, iterator = classifier_training_loop(seq, BATCH, 3 + (rounds + 1) * steps)
-        matmuls = step_matmuls(seq, BATCH)
+        matmuls = step_matmuls(seq, BATCH, dtype)
         matmuls()
         loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy()
         step_flops = BATCH * training_flops_per_example(seq)
@@ -88,7 +91,8 @@ def mfu(rounds=6, steps=3):
                 lambda: loop(iterator, tf.constant(steps), tf.constant(0.0))[0].numpy())
             rows.append({"peak_gflops": peak_rate / 1e9, "step_matmuls_vs_peak": matmul_rate / peak_rate,
                          "mfu": step_rate / peak_rate, "step_gflops": step_rate / 1e9})
-        result[str(seq)] = dict({k: statistics.median(row[k] for row in rows) for k in rows[0]}, rounds=rows)
+        result[str(seq)] = dict({k: statistics.median(row[k] for row in rows) for k in rows[0]},
+                                precision=precision, rounds=rows)
     return result
 
 
@@ -115,8 +119,8 @@ def _seconds(call):
     return time.perf_counter() - start
 
 
-def step_matmuls(seq, batch, layers=6, hidden=384, intermediate=1536, heads=12):
-    """A callable running only the matmuls of one bf16 MiniLM training step, forward and backward.
+def step_matmuls(seq, batch, dtype, layers=6, hidden=384, intermediate=1536, heads=12):
+    """A callable running only the matmuls of one MiniLM training step in `dtype`, forward and backward.
 
     The FLOPs `training_flops_per_example` counts, at the step's own shapes:
     per layer the four attention projections and the two feed-forward
@@ -132,7 +136,7 @@ def step_matmuls(seq, batch, layers=6, hidden=384, intermediate=1536, heads=12):
     tokens = batch * seq
 
     def normal(*shape):
-        return tf.cast(tf.random.normal(shape, stddev=0.02), tf.bfloat16)
+        return tf.cast(tf.random.normal(shape, stddev=0.02), dtype)
 
     weights = [tf.Variable(normal(*shape)) for _ in range(layers)
                for shape in [(hidden, hidden)] * 4 + [(hidden, intermediate), (intermediate, hidden)]]

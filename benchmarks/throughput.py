@@ -8,13 +8,14 @@ turn, repetition by repetition (tflm, torch, tflm, torch, ...), so drift on
 the machine hits all of them alike. Reported: median, min and max over the
 repetitions. Parts:
 
-  peak       bf16 / fp32 matmul GFLOP/s (TF and torch; best of 5 calls), the
+  peak       bf16 / fp32 matmul GFLOP/s (TF and torch; best of 5 calls); the
+             one of the dtype tflm's default precision computes in is the
              MFU denominator
   training   examples/s at batch 32, seq 64 and 128, full-length rows:
              tflm's classify pipeline (default settings, and XLA on) vs
              HF BertForSequenceClassification (fp32 / bf16 autocast, eager /
              torch.compile); MFU; peak RSS
-  mfu        paired, in one tflm process: the bf16 peak, the training step's
+  mfu        paired, in one tflm process: the peak, the training step's
              matmuls alone and tflm's real training step, alternating call
              by call, each round's rates over that round's peak
   input      the training input pipeline alone, batches/s, vs the model's steps/s
@@ -59,6 +60,9 @@ flags.DEFINE_list("parts", ["peak", "training", "mfu", "input", "padding", "memo
 flags.DEFINE_boolean("torch_compile", True, "Include torch.compile configurations.")
 flags.DEFINE_list("torch_precisions", ["fp32", "bf16"], "PyTorch training precisions (bf16: autocast).")
 flags.DEFINE_list("xla_seq_lengths", ["64"], "Sequence lengths at which tflm also runs with --jit_compile=true.")
+flags.DEFINE_list("tflm_precisions", ["float32", "mixed_bfloat16"],
+                  "Precisions tflm also trains in explicitly, beside its default (--precision=auto), to show "
+                  "that auto picked the faster one on this machine.")
 
 RESULTS_FILE = os.path.join(RESULTS_DIR, "throughput.json")
 
@@ -139,7 +143,10 @@ def part_training(results, minilm):
     for seq in (int(s) for s in FLAGS.seq_lengths):
         common = [f"--train_data={data}", f"--eval_data={small}", f"--max_seq_length={seq}",
                   f"--train_steps={FLAGS.train_steps + 1}", "--eval_every_steps=100000"]
-        configs.append((seq, "tflm (default: mixed_bfloat16)", lambda c=common: classify_run("train", *c)))
+        configs.append((seq, "tflm (default settings)", lambda c=common: classify_run("train", *c)))
+        for precision in FLAGS.tflm_precisions:
+            configs.append((seq, f"tflm, --precision={precision}",
+                            lambda c=common, p=precision: classify_run("precision", *c, f"--precision={p}")))
         if str(seq) in FLAGS.xla_seq_lengths:
             configs.append((seq, "tflm, --jit_compile=true",
                             lambda c=common: classify_run("xla", *c, "--jit_compile=true")))
@@ -154,14 +161,18 @@ def part_training(results, minilm):
         for seq, name, run in configs:
             result = run()
             rate = result["steps_per_second"] * BATCH if "steps_per_second" in result else result["examples_per_second"]
-            runs.setdefault((seq, name), []).append((rate, result.get("peak_rss_mb")))
-    peak = results.get("peak", {}).get("tensorflow", {}).get("bf16_gflops", {}).get("median")
+            runs.setdefault((seq, name), []).append((rate, result.get("peak_rss_mb"), result.get("precision")))
     rows = []
     for (seq, name), values in runs.items():
         rate = spread([v[0] for v in values])
         flops = training_flops_per_example(seq) * rate["median"] / 1e9
-        rows.append({"seq": seq, "config": name, "examples_per_second": rate,
-                     "gflops": flops, "mfu_vs_bf16_peak": flops / peak if peak else None,
+        # tflm's MFU is against the peak of the dtype its matmuls ran in; torch rows have none.
+        precisions = {v[2] for v in values if v[2]}
+        peak_dtype = ("bf16" if precisions == {"mixed_bfloat16"} else "fp32") if precisions else None
+        peak = results.get("peak", {}).get("tensorflow", {}).get(f"{peak_dtype}_gflops", {}).get("median")
+        rows.append({"seq": seq, "config": name, "precision": "/".join(sorted(precisions)) or None,
+                     "examples_per_second": rate, "gflops": flops, "peak_dtype": peak_dtype,
+                     "mfu": flops / peak if peak else None,
                      "peak_rss_mb": max(v[1] for v in values if v[1] is not None)})
     for seq in {r["seq"] for r in rows}:
         best_torch = max(r["examples_per_second"]["median"] for r in rows if r["seq"] == seq and "torch" in r["config"])
@@ -173,8 +184,9 @@ def part_training(results, minilm):
 
 def part_mfu(results):
     runs = [tflm_measure("mfu", f"--seq_lengths={','.join(FLAGS.seq_lengths)}") for _ in range(FLAGS.repetitions)]
-    results["mfu"] = {seq: {k: spread([r[seq][k] for r in runs])
-                            for k in ("peak_gflops", "step_matmuls_vs_peak", "mfu", "step_gflops")}
+    results["mfu"] = {seq: dict({k: spread([r[seq][k] for r in runs])
+                                 for k in ("peak_gflops", "step_matmuls_vs_peak", "mfu", "step_gflops")},
+                                precision="/".join(sorted({r[seq]["precision"] for r in runs})))
                       for seq in runs[0]}
 
 
@@ -213,27 +225,33 @@ def part_memory(results):
                          "epochs_2_to_5_spread": (max(later) - min(later)) / later[0]}
 
 
-# Exports compared in the serving part: tflm's default (weights read in
-# bfloat16 stored in bfloat16), float32 weights with a float32 path for up to
-# 2 texts (the default until 2026-11-27), and float32 for every request.
-SERVING_EXPORTS = {  # row name: (export name, --serving_float32_max_batch)
-    "tflm SavedModel (default: bfloat16 weights)": ("sst2_serving_default", 0),
-    "tflm SavedModel, float32 weights, float32 up to 2 texts": ("sst2_serving_float32_small", 2),
-    "tflm SavedModel, float32 only": ("sst2_serving_float32", 1024),
+# Exports compared in the serving part: tflm's default (the precision
+# --precision=auto picks on this machine), and a mixed_bfloat16 model exported
+# with its bfloat16-read weights in bfloat16 (the default for such a model)
+# and with float32 weights answering every request in float32.
+SERVING_EXPORTS = {  # row name: (--precision, --serving_float32_max_batch)
+    "tflm SavedModel (default settings)": ("auto", 0),
+    "tflm SavedModel, mixed_bfloat16: bfloat16 weights": ("mixed_bfloat16", 0),
+    "tflm SavedModel, mixed_bfloat16: float32 weights and path": ("mixed_bfloat16", 1024),
 }
 
 
 def part_serving(results, minilm):
     dev = os.path.join(FLAGS.work_dir, "sst2_dev.txt")
     export_dir = os.path.join(FLAGS.work_dir, "savedmodels")
-    model_dir = os.path.join(FLAGS.work_dir, "runs", f"serving-{time.time_ns()}")
     data = [f"--train_data={os.path.join(FLAGS.sst2_dir, 'train.tsv.gz')}",
-            f"--eval_data={os.path.join(FLAGS.sst2_dir, 'dev.tsv')}", f"--model_dir={model_dir}",
-            f"--export_dir={export_dir}", "--max_seq_length=128"]
-    _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=train", "--train_steps=20"])
+            f"--eval_data={os.path.join(FLAGS.sst2_dir, 'dev.tsv')}", f"--export_dir={export_dir}",
+            "--max_seq_length=128"]
+    model_dirs = {}  # One 20-step model per precision.
+    for precision in sorted({precision for precision, _ in SERVING_EXPORTS.values()}):
+        model_dirs[precision] = os.path.join(FLAGS.work_dir, "runs", f"serving-{precision}-{time.time_ns()}")
+        _run([sys.executable, "-m", "pipelines.classify", *data, f"--model_dir={model_dirs[precision]}",
+              f"--precision={precision}", "--mode=train", "--train_steps=20"])
     exports = {}
-    for name, (export_name, float32_max_batch) in SERVING_EXPORTS.items():
-        _run([sys.executable, "-m", "pipelines.classify", *data, "--mode=export", f"--export_name={export_name}",
+    for index, (name, (precision, float32_max_batch)) in enumerate(SERVING_EXPORTS.items()):
+        export_name = f"sst2_serving_{index}"
+        _run([sys.executable, "-m", "pipelines.classify", *data, f"--model_dir={model_dirs[precision]}",
+              f"--precision={precision}", "--mode=export", f"--export_name={export_name}",
               f"--serving_float32_max_batch={float32_max_batch}"])
         exports[name] = latest_export(export_dir, export_name)
     runs = {name: [] for name in [*exports, "HF torch eager"]}
@@ -268,18 +286,20 @@ def report(results):
               f"fp32 {p['tensorflow']['fp32_gflops']['median']:.0f}; torch bf16 {p['torch']['bf16_gflops']['median']:.0f}, "
               f"fp32 {p['torch']['fp32_gflops']['median']:.0f}")
     if "training" in results:
-        print("\n| seq | config | ex/s median (min-max) | GFLOP/s | MFU vs bf16 peak | vs best torch | peak RSS MB |")
+        print("\n| seq | config | ex/s median (min-max) | GFLOP/s | MFU (vs its dtype's TF peak) | vs best torch "
+              "| peak RSS MB |")
         print("|---|---|---|---|---|---|---|")
         for r in sorted(results["training"], key=lambda r: (r["seq"], -r["examples_per_second"]["median"])):
             e = r["examples_per_second"]
-            mfu = f"{100 * r['mfu_vs_bf16_peak']:.0f}%" if r["mfu_vs_bf16_peak"] else "-"
-            print(f"| {r['seq']} | {r['config']} | {e['median']:.1f} ({e['min']:.1f}-{e['max']:.1f}) | "
+            mfu = f"{100 * r['mfu']:.0f}% ({r['peak_dtype']})" if r["mfu"] else "-"
+            config = f"{r['config']}: {r['precision']}" if r["precision"] else r["config"]
+            print(f"| {r['seq']} | {config} | {e['median']:.1f} ({e['min']:.1f}-{e['max']:.1f}) | "
                   f"{r['gflops']:.0f} | {mfu} | {r['ratio_vs_best_torch']:.2f}x | {r['peak_rss_mb']:.0f} |")
     if "mfu" in results:
-        print("\n| seq | bf16 peak GFLOP/s | the step's matmuls alone, share of peak | tflm training step GFLOP/s "
-              "| MFU (paired) |\n|---|---|---|---|---|")
+        print("\n| seq | precision | peak GFLOP/s | the step's matmuls alone, share of peak | tflm training step "
+              "GFLOP/s | MFU (paired) |\n|---|---|---|---|---|---|")
         for seq, m in results["mfu"].items():
-            print(f"| {seq} | {m['peak_gflops']['median']:.0f} | {100 * m['step_matmuls_vs_peak']['median']:.0f}% | "
+            print(f"| {seq} | {m['precision']} | {m['peak_gflops']['median']:.0f} | {100 * m['step_matmuls_vs_peak']['median']:.0f}% | "
                   f"{m['step_gflops']['median']:.0f} | {100 * m['mfu']['median']:.0f}% "
                   f"({100 * m['mfu']['min']:.0f}-{100 * m['mfu']['max']:.0f}%) |")
     if "input" in results:

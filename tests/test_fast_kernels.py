@@ -9,6 +9,7 @@ from tflm import backbones
 from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
 
 from tflm.backbones.fast_kernels import fast_attention, fast_dropout_call, fast_gelu, fast_gelu_approximate
+from tflm.backbones.fast_kernels import fast_projection_call
 from tflm.backbones.fast_kernels import use_fast_kernels
 
 
@@ -82,14 +83,17 @@ def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny
     assert len(plain) > 3  # Embeddings, attention and both residual branches of each block, and the head.
     blocks = backbone.num_layers
     # GELU: each block's feed-forward layer and the head's; layer norm: the embeddings' and two per block.
+    # Projections: each block's query, key, value and output EinsumDense.
     assert use_fast_kernels(model) == {"dropout": len(plain), "layer_norm": 2 * blocks + 1, "gelu": blocks + 1,
-                                       "attention": blocks}
+                                       "attention": blocks, "projection": 4 * blocks}
     assert all(layer.call.__func__ is fast_dropout_call for layer in plain)
     attention = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.MultiHeadAttention)]
     assert len(attention) == blocks and all(layer._compute_attention.__func__ is fast_attention for layer in attention)
     assert sum(isinstance(layer, keras.layers.SpatialDropout1D) for layer in model._flatten_layers()) == 1
     np.testing.assert_allclose(model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
-    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0}
+    assert all(layer.call.__func__ is fast_projection_call
+               for layer in model._flatten_layers() if isinstance(layer, keras.layers.EinsumDense))
+    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0, "projection": 0}
     # Classes are kept, so Keras weight files (presets) of a switched model load into a plain one.
     model.save_weights(str(tmp_path / "switched.weights.h5"))
     plain_backbone, _ = backbones.load_backbone(tiny_preset)

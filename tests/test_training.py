@@ -11,6 +11,7 @@ from tflm import backbones
 from tflm.backbones.fast_kernels import fast_dropout_call
 from tflm.training.layer_lr_decay import layer_lr_multipliers
 from tflm.training.optimization import FusedAdamW, WarmupLinearDecay, averaged_weights, create_optimizer
+from tflm.training import runtime
 from tflm.training.runtime import get_distribution_strategy, resolve_jit_compile, resolve_precision
 
 
@@ -203,6 +204,19 @@ def test_strategies_and_errors():
         get_distribution_strategy("mirrored", num_gpus=2)
     assert resolve_precision("float32", None) == "float32"
     assert resolve_precision("auto", tf.distribute.get_strategy()) in ("float32", "mixed_bfloat16")
+
+
+def test_auto_precision_on_cpu_follows_the_measured_bfloat16_speedup(monkeypatch):
+    speedup = runtime.cpu_bfloat16_matmul_speedup()
+    assert 0 < speedup < float("inf")
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("auto asks the GPU's compute capability, not the CPU probe")
+    strategy = tf.distribute.get_strategy()
+    for measured, expected in ((4.0, "mixed_bfloat16"), (1.3, "mixed_bfloat16"), (1.1, "float32"),
+                               (0.5, "float32")):
+        monkeypatch.setattr(runtime, "cpu_bfloat16_matmul_speedup", lambda m=measured: m)
+        assert resolve_precision("auto", strategy) == expected
+    assert resolve_precision("mixed_bfloat16", strategy) == "mixed_bfloat16"  # An explicit choice is kept.
 
 
 def test_frozen_weights_stay_bit_identical(tiny_preset, tmp_path):

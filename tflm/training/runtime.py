@@ -4,8 +4,10 @@ Modelled on Model Garden's `distribute_utils.get_distribution_strategy`.
 """
 
 import dataclasses
+import functools
 import json
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -162,21 +164,44 @@ def per_replica_batch_size(global_batch_size, strategy):
     return global_batch_size // replicas
 
 
-def _cpu_has_bf16():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+# mixed_bfloat16 must run matmuls at least this much faster than float32 to
+# pay for its casts and its float32 element-wise work. Measured: a CPU whose
+# bf16 matmuls ran about 2x float32 trained 1.6x faster in mixed_bfloat16; one
+# (avx512_bf16 listed, no AMX) where they ran 0.5x trained at 0.65x.
+CPU_BFLOAT16_MIN_MATMUL_SPEEDUP = 1.3
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bfloat16_matmul_speedup(rounds=5):
+    """How much faster this CPU runs a transformer-sized matmul in bfloat16 than in float32.
+
+    The CPU's flags do not say it: machines listing avx512_bf16 measured from
+    0.5x to 4x. Best of `rounds` alternating calls of a feed-forward matmul at
+    batch 32 x length 64 (under a second); measured once per process.
+    """
+    calls = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.cast(tf.random.stateless_normal([2048, 384], seed=[0, 0]), dtype)
+        b = tf.cast(tf.random.stateless_normal([384, 1536], seed=[0, 1]), dtype)
+        matmul = tf.function(tf.matmul)
+        matmul(a, b)  # Trace and warm up.
+        calls[dtype] = (matmul, a, b)
+    best = {tf.float32: float("inf"), tf.bfloat16: float("inf")}
+    for _ in range(rounds):
+        for dtype, (matmul, a, b) in calls.items():
+            start = time.perf_counter()
+            matmul(a, b)  # Synchronous on the CPU.
+            best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[tf.float32] / best[tf.bfloat16]
 
 
 def resolve_precision(precision, strategy):
-    """Picks the dtype policy name; `auto` uses what measured fastest.
+    """Picks the dtype policy name; `auto` uses what is fastest on the device.
 
-    On CPUs with bf16 instructions mixed_bfloat16 trains about 1.6x faster
-    than float32 (benchmarks/README.md); TPUs and recent GPUs also prefer
-    bfloat16, older GPUs float16.
+    CPU: mixed_bfloat16 only where bf16 matmuls measure at least
+    CPU_BFLOAT16_MIN_MATMUL_SPEEDUP times float32's (see
+    `cpu_bfloat16_matmul_speedup`); TPUs and recent GPUs prefer bfloat16,
+    older GPUs float16.
     """
     if precision not in PRECISIONS:
         raise UserError(f"--precision={precision}: expected one of {PRECISIONS}")
@@ -188,7 +213,11 @@ def resolve_precision(precision, strategy):
     if gpus:
         major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
         return "mixed_bfloat16" if major >= 8 else "mixed_float16"
-    return "mixed_bfloat16" if _cpu_has_bf16() else "float32"
+    speedup = cpu_bfloat16_matmul_speedup()
+    chosen = "mixed_bfloat16" if speedup >= CPU_BFLOAT16_MIN_MATMUL_SPEEDUP else "float32"
+    logging.info("--precision=auto: bfloat16 matmuls ran %.2fx float32's on this CPU (mixed_bfloat16 needs "
+                 "%.1fx): %s", speedup, CPU_BFLOAT16_MIN_MATMUL_SPEEDUP, chosen)
+    return chosen
 
 
 JIT_COMPILE = ("auto", "true", "false")

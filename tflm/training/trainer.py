@@ -302,7 +302,8 @@ class Trainer:
         # Linux batches per-thread RSS counters, so its high-water mark can trail a
         # /proc sample by a few pages; the peak reported is never below one.
         samples = [rss for rss in self._rss_at_epoch_end if rss is not None]
-        stats = {"steps": steps, "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
+        stats = {"steps": steps, "precision": keras.config.dtype_policy().name,
+                 "steady_state_steps": timed_steps, "steady_state_seconds": seconds,
                  "steps_per_second": timed_steps / seconds if timed_steps else None,
                  "rss_mb_at_epoch_end": self._rss_at_epoch_end,
                  "peak_rss_mb": max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *samples])}
