@@ -28,6 +28,11 @@ def training_flops_per_example(seq, layers=6, hidden=384, intermediate=1536):
     return 3 * (per_token * seq + attention)
 
 
+def matmul_dtype(precision):
+    """"bf16" or "fp32" (the peak part's names): the dtype tflm's matmuls run in under dtype policy `precision`."""
+    return "bf16" if precision == "mixed_bfloat16" else "fp32"
+
+
 def full_length_batch(batch, seq):
     """(features, labels): `batch` rows of `seq` random word-piece ids (no padding), labels alternating 0 / 1."""
     import numpy as np

@@ -69,11 +69,12 @@ def mfu(rounds=6, steps=3):
     import tensorflow as tf
 
     from benchmarks.common import classifier_training_loop
+    from benchmarks.common import matmul_dtype
     from tflm.training import runtime
 
     precision = runtime.resolve_precision("auto", tf.distribute.get_strategy())
     keras.config.set_dtype_policy(precision)
-    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+    dtype = {"bf16": tf.bfloat16, "fp32": tf.float32}[matmul_dtype(precision)]
     peak, peak_flops = square_matmuls(dtype)
     peak()
     result = {}

@@ -44,6 +44,7 @@ from benchmarks.common import BATCH  # noqa: E402
 from benchmarks.common import RESULTS_DIR  # noqa: E402
 from benchmarks.common import ROOT  # noqa: E402
 from benchmarks.common import latest_export  # noqa: E402
+from benchmarks.common import matmul_dtype  # noqa: E402
 from benchmarks.common import training_flops_per_example  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -167,10 +168,10 @@ def part_training(results, minilm):
         rate = spread([v[0] for v in values])
         flops = training_flops_per_example(seq) * rate["median"] / 1e9
         # tflm's MFU is against the peak of the dtype its matmuls ran in; torch rows have none.
-        precisions = {v[2] for v in values if v[2]}
-        peak_dtype = ("bf16" if precisions == {"mixed_bfloat16"} else "fp32") if precisions else None
+        precision = "/".join(sorted({v[2] for v in values if v[2]})) or None
+        peak_dtype = matmul_dtype(precision) if precision else None
         peak = results.get("peak", {}).get("tensorflow", {}).get(f"{peak_dtype}_gflops", {}).get("median")
-        rows.append({"seq": seq, "config": name, "precision": "/".join(sorted(precisions)) or None,
+        rows.append({"seq": seq, "config": name, "precision": precision,
                      "examples_per_second": rate, "gflops": flops, "peak_dtype": peak_dtype,
                      "mfu": flops / peak if peak else None,
                      "peak_rss_mb": max(v[1] for v in values if v[1] is not None)})

@@ -283,13 +283,18 @@ def transpose(x, perm):
 _PROJECTIONS = ("abc,cde->abde", "abcd,cde->abe")
 
 
+def _split_kernel_axes(layer):
+    """(contracted, output) axis sizes of a `_PROJECTIONS` kernel: the first one or two axes, and the rest."""
+    contracted = 1 if layer.equation == _PROJECTIONS[0] else 2
+    return tuple(layer.kernel.shape[:contracted]), tuple(layer.kernel.shape[contracted:])
+
+
 def _projects_as_matmul(layer):
     """Whether `layer` is a plain float EinsumDense with one of `_PROJECTIONS` and a bias over all its output axes."""
     if type(layer) is not keras.layers.EinsumDense or layer.equation not in _PROJECTIONS or \
             layer.quantization_mode is not None or not layer.built:
         return False
-    output_axes = tuple(layer.kernel.shape[1:]) if layer.equation == _PROJECTIONS[0] else tuple(layer.kernel.shape[2:])
-    return layer.bias is None or tuple(layer.bias.shape) == output_axes
+    return layer.bias is None or tuple(layer.bias.shape) == _split_kernel_axes(layer)[1]
 
 
 def fast_projection_call(layer, inputs, training=None):
@@ -302,19 +307,12 @@ def fast_projection_call(layer, inputs, training=None):
     one-sentence serving call 11% (benchmarks/README.md).
     """
     del training
-    kernel = layer.kernel
-    if layer.equation == _PROJECTIONS[0]:
-        width, heads, dim = kernel.shape
-        outputs = tf.matmul(tf.reshape(inputs, [-1, width]), tf.reshape(kernel, [width, heads * dim]))
-        if layer.bias is not None:
-            outputs = tf.nn.bias_add(outputs, tf.reshape(layer.bias, [heads * dim]))
-        outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:2], [heads, dim]], 0))
-    else:
-        heads, dim, width = kernel.shape
-        outputs = tf.matmul(tf.reshape(inputs, [-1, heads * dim]), tf.reshape(kernel, [heads * dim, width]))
-        if layer.bias is not None:
-            outputs = tf.nn.bias_add(outputs, layer.bias)
-        outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:2], [width]], 0))
+    contracted, output_axes = _split_kernel_axes(layer)
+    width, output_width = math.prod(contracted), math.prod(output_axes)
+    outputs = tf.matmul(tf.reshape(inputs, [-1, width]), tf.reshape(layer.kernel, [width, output_width]))
+    if layer.bias is not None:
+        outputs = tf.nn.bias_add(outputs, tf.reshape(layer.bias, [output_width]))
+    outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:2], output_axes], 0))
     return layer.activation(outputs) if layer.activation is not None else outputs
 
 
