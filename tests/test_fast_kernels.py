@@ -9,8 +9,10 @@ from tflm import backbones
 from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
 
 from tflm.backbones.fast_kernels import fast_attention, fast_dropout_call, fast_gelu, fast_gelu_approximate
-from tflm.backbones.fast_kernels import fast_projection_call
+from tflm.backbones.fast_kernels import fast_dense_call, fast_projection_call, portable_kernels
 from tflm.backbones.fast_kernels import use_fast_kernels
+from keras_hub.src.utils.keras_utils import gelu_approximate
+from tensorflow.python.util import _pywrap_util_port
 
 
 def switched(layer):
@@ -83,9 +85,10 @@ def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny
     assert len(plain) > 3  # Embeddings, attention and both residual branches of each block, and the head.
     blocks = backbone.num_layers
     # GELU: each block's feed-forward layer and the head's; layer norm: the embeddings' and two per block.
-    # Projections: each block's query, key, value and output EinsumDense.
+    # Projections: each block's query, key, value and output EinsumDense. Dense: each block's two
+    # feed-forward layers, the pooler and the head.
     assert use_fast_kernels(model) == {"dropout": len(plain), "layer_norm": 2 * blocks + 1, "gelu": blocks + 1,
-                                       "attention": blocks, "projection": 4 * blocks}
+                                       "attention": blocks, "projection": 4 * blocks, "dense": 2 * blocks + 2}
     assert all(layer.call.__func__ is fast_dropout_call for layer in plain)
     attention = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.MultiHeadAttention)]
     assert len(attention) == blocks and all(layer._compute_attention.__func__ is fast_attention for layer in attention)
@@ -93,7 +96,10 @@ def test_use_fast_kernels_switches_plain_layers_only_and_weights_still_load(tiny
     np.testing.assert_allclose(model(inputs, training=False).numpy(), before, rtol=1e-5, atol=1e-6)
     assert all(layer.call.__func__ is fast_projection_call
                for layer in model._flatten_layers() if isinstance(layer, keras.layers.EinsumDense))
-    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0, "projection": 0}
+    assert all(layer.call.__func__ is fast_dense_call
+               for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dense))
+    assert use_fast_kernels(model) == {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0, "projection": 0,
+                                       "dense": 0}
     # Classes are kept, so Keras weight files (presets) of a switched model load into a plain one.
     model.save_weights(str(tmp_path / "switched.weights.h5"))
     plain_backbone, _ = backbones.load_backbone(tiny_preset)
@@ -178,3 +184,57 @@ def test_fast_layer_norm_leaves_other_axes_and_rms_scaling_to_keras():
         fast_layer = switched(keras.layers.LayerNormalization(**kwargs))
         expected = keras.layers.LayerNormalization(**kwargs)(x).numpy()
         np.testing.assert_allclose(fast_layer(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["gelu", gelu_approximate, None])  # KerasHub's feed-forward GELU.
+def test_fast_dense_matches_keras_values_and_gradients(activation):
+    x = tf.random.stateless_normal([3, 5, 16], seed=[1, 2])
+    results = []
+    for fast in (False, True):
+        layer = keras.layers.Dense(24, activation=activation)
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(-1, 1, 16 * 24).reshape(16, 24), np.linspace(-0.5, 0.5, 24)])
+        if fast:
+            assert use_fast_kernels(layer)["dense"] == 1
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+        gradients = tape.gradient(y, [x, *layer.trainable_weights])
+        results.append([y.numpy()] + [g.numpy() for g in gradients])
+        assert layer(x[0]).shape == (5, 24)  # Any number of leading axes.
+    for keras_value, fast_value in zip(*results):
+        np.testing.assert_allclose(fast_value, keras_value, rtol=1e-5, atol=1e-5)
+
+
+def _session_op_types(export_dir, inputs):
+    """The op types TF Serving's runtime (a TF1 Session, with its graph rewrites) runs for a SavedModel."""
+    from tensorflow.core.protobuf import config_pb2
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        signature = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir).signature_def[
+            "serving_default"]
+        metadata = config_pb2.RunMetadata()
+        session.run({name: tensor.name for name, tensor in signature.outputs.items()},
+                    {signature.inputs["x"].name: inputs},
+                    options=config_pb2.RunOptions(trace_level=config_pb2.RunOptions.FULL_TRACE),
+                    run_metadata=metadata)
+    return {node.timeline_label.split(" = ")[1].split("(")[0]
+            for device in metadata.step_stats.dev_stats for node in device.node_stats if " = " in node.timeline_label}
+
+
+@pytest.mark.skipif(not _pywrap_util_port.IsMklEnabled(), reason="the fusion is oneDNN's")
+@pytest.mark.parametrize("activation", [gelu_approximate, keras.activations.gelu])
+def test_exported_feed_forward_layer_runs_as_one_fused_matmul(activation, tmp_path):
+    layer = keras.layers.Dense(64, activation=activation)
+    x = np.random.default_rng(0).normal(size=(2, 7, 32)).astype("float32")
+    layer.build(x.shape)
+    assert use_fast_kernels(layer) == {"dropout": 0, "layer_norm": 0, "gelu": 1, "attention": 0, "projection": 0,
+                                       "dense": 1}
+    module = tf.Module()
+    module.variables_read = [variable.value for variable in layer.weights]  # As the ServingModule stores them.
+    with portable_kernels():
+        module.serve = tf.function(lambda x: {"y": layer(x)}, input_signature=[tf.TensorSpec([None, None, 32])])
+        tf.saved_model.save(module, str(tmp_path), signatures=module.serve)
+    ops = _session_op_types(str(tmp_path), x)
+    assert any("FusedMatMul" in op for op in ops), ops
+    assert not ops & {"MatMul", "_MklMatMul", "BiasAdd", "AddV2", "Tanh", "Sigmoid", "Erf"}, ops

@@ -1,4 +1,4 @@
-"""Cheaper kernels for the dropout, GELU, layer-norm and attention layers that KerasHub builds.
+"""Cheaper kernels for the dropout, GELU, layer-norm, attention and dense layers that KerasHub builds.
 
 Every tflm task switches its model to them when it builds it
 (`use_fast_kernels`), so training, evaluation and export all run them. They
@@ -24,6 +24,9 @@ XLA-compiled, so each direction is one fused pass.
 Attention: `fast_attention` multiplies heads-major tensors with `tf.matmul`
 instead of Keras's `einsum`s (see its docstring), and `fast_projection_call`
 runs the query, key, value and output projections as 2-D matmuls.
+
+Dense layers (`fast_dense_call`): a 2-D matmul with `tf.nn.bias_add`, which
+oneDNN fuses with the bias and, in exports, with the feed-forward GELU.
 """
 
 import contextlib
@@ -62,13 +65,17 @@ def portable_kernels():
         _portability.on = previous
 
 
+def _is_portable():
+    return getattr(_portability, "on", False)
+
+
 def _compiled_unless_portable(function):
     """`function` XLA-compiled (as tf.function(jit_compile=True)), or plain when traced in portable_kernels()."""
     compiled = tf.function(function, jit_compile=True, autograph=False)
 
     @functools.wraps(function)
     def run(*args):
-        return function(*args) if getattr(_portability, "on", False) else compiled(*args)
+        return function(*args) if _is_portable() else compiled(*args)
 
     return run
 
@@ -145,11 +152,19 @@ def _gelu_approximate_backward(x, upstream):
     return tf.cast(tf.cast(upstream, tf.float32) * slope, x.dtype)
 
 
-@keras.saving.register_keras_serializable(package="tflm")
 @tf.custom_gradient
-def fast_gelu_approximate(x):
-    """0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+def _differentiable_gelu_approximate(x):
     return _gelu_approximate_forward(x), lambda upstream: _gelu_approximate_backward(x, upstream)
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+def fast_gelu_approximate(x):
+    """0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+
+    In exports, `tf.nn.gelu` itself: oneDNN fuses it, with the bias add,
+    into the matmul before it (see `fast_dense_call`).
+    """
+    return tf.nn.gelu(x, approximate=True) if _is_portable() else _differentiable_gelu_approximate(x)
 
 
 @_compiled_unless_portable
@@ -166,11 +181,15 @@ def _gelu_backward(x, upstream):
     return tf.cast(tf.cast(upstream, tf.float32) * (cdf + x32 * pdf), x.dtype)
 
 
-@keras.saving.register_keras_serializable(package="tflm")
 @tf.custom_gradient
-def fast_gelu(x):
-    """Exact GELU, x * Phi(x)."""
+def _differentiable_gelu(x):
     return _gelu_forward(x), lambda upstream: _gelu_backward(x, upstream)
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+def fast_gelu(x):
+    """Exact GELU, x * Phi(x); in exports `tf.nn.gelu`, as `fast_gelu_approximate`."""
+    return tf.nn.gelu(x, approximate=False) if _is_portable() else _differentiable_gelu(x)
 
 
 @_compiled_unless_portable
@@ -297,6 +316,22 @@ def _projects_as_matmul(layer):
     return layer.bias is None or tuple(layer.bias.shape) == _split_kernel_axes(layer)[1]
 
 
+def _flat_matmul(inputs, contracted_rank, kernel, bias, output_axes, activation):
+    """Contracts the last `contracted_rank` axes of `inputs` with a 2-D `kernel` as one matmul over all tokens.
+
+    The bias add is `tf.nn.bias_add` and the activation follows it directly,
+    the pattern TensorFlow's oneDNN remapper fuses into one matmul op (with
+    `tf.nn.gelu`, as exports run it).
+    """
+    leading = tf.shape(inputs)[:len(inputs.shape) - contracted_rank]
+    outputs = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[0]]), kernel)
+    if bias is not None:
+        outputs = tf.nn.bias_add(outputs, tf.reshape(bias, [-1]))
+    if activation is not None:
+        outputs = activation(outputs)
+    return tf.reshape(outputs, tf.concat([leading, output_axes], 0))
+
+
 def fast_projection_call(layer, inputs, training=None):
     """`EinsumDense.call` for `_PROJECTIONS` as one 2-D matmul and bias add.
 
@@ -308,12 +343,24 @@ def fast_projection_call(layer, inputs, training=None):
     """
     del training
     contracted, output_axes = _split_kernel_axes(layer)
-    width, output_width = math.prod(contracted), math.prod(output_axes)
-    outputs = tf.matmul(tf.reshape(inputs, [-1, width]), tf.reshape(layer.kernel, [width, output_width]))
-    if layer.bias is not None:
-        outputs = tf.nn.bias_add(outputs, tf.reshape(layer.bias, [output_width]))
-    outputs = tf.reshape(outputs, tf.concat([tf.shape(inputs)[:2], output_axes], 0))
-    return layer.activation(outputs) if layer.activation is not None else outputs
+    kernel = tf.reshape(layer.kernel, [math.prod(contracted), math.prod(output_axes)])
+    return _flat_matmul(inputs, len(contracted), kernel, layer.bias, output_axes, layer.activation)
+
+
+def _is_plain_dense(layer):
+    return type(layer) is keras.layers.Dense and layer.built and layer.quantization_mode is None and \
+        not layer.lora_enabled
+
+
+def fast_dense_call(layer, inputs, training=None):
+    """`Dense.call` as one 2-D matmul, `tf.nn.bias_add` and the activation.
+
+    Keras adds the bias with a broadcast add after a matmul of the 3-D
+    tokens, which keeps oneDNN from fusing it; here the feed-forward layer's
+    matmul, bias and GELU become one oneDNN op in exports (`_flat_matmul`).
+    """
+    del training
+    return _flat_matmul(inputs, 1, layer.kernel, layer.bias, [layer.units], layer.activation)
 
 
 def fast_attention(layer, query, key, value, attention_mask=None, training=None,
@@ -351,7 +398,7 @@ def use_fast_kernels(model):
     """Switches `model`'s plain dropout, layer-norm, GELU and attention layers to the kernels above.
 
     Returns {"dropout": n, "layer_norm": n, "gelu": n, "attention": n,
-    "projection": n}, the layers switched now. A layer keeps its class,
+    "projection": n, "dense": n}, the layers switched now. A layer keeps its class,
     weights, settings and seed generator: only its `call` (activation
     function; attention: `_compute_attention`) is replaced, on the instance. The class stays
     because Keras's weight files name a layer's weights after it (presets
@@ -359,7 +406,7 @@ def use_fast_kernels(model):
     subclasses (spatial dropout, ...) and attention subclasses with their own
     `_compute_attention` are left alone.
     """
-    counts = {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0, "projection": 0}
+    counts = {"dropout": 0, "layer_norm": 0, "gelu": 0, "attention": 0, "projection": 0, "dense": 0}
     for layer in model._flatten_layers(include_self=True):
         kind, call = _FAST_CALLS.get(type(layer), (None, None))
         if call is not None and "call" not in vars(layer):
@@ -375,6 +422,9 @@ def use_fast_kernels(model):
         if _projects_as_matmul(layer) and "call" not in vars(layer):
             layer.call = types.MethodType(fast_projection_call, layer)
             counts["projection"] += 1
-    logging.info("Fast kernels: %d dropout, %d layer-norm, %d GELU, %d attention and %d projection layers",
+        if _is_plain_dense(layer) and "call" not in vars(layer):
+            layer.call = types.MethodType(fast_dense_call, layer)
+            counts["dense"] += 1
+    logging.info("Fast kernels: %d dropout, %d layer-norm, %d GELU, %d attention, %d projection and %d dense layers",
                  *counts.values())
     return counts

@@ -177,8 +177,15 @@ def request_bytes(texts):
     return tf.constant([t.encode("utf-8", "surrogateescape") if isinstance(t, str) else t for t in texts])
 
 
+# A request runs at its longest text's length rounded up to this: training's
+# 16 padded one-sentence SST-2 requests by 29% on average (batches of 32: 17%),
+# and 8 served as fast as exact lengths while keeping the distinct shapes,
+# each with its own oneDNN kernels, few.
+SERVING_BUCKET_WIDTH = 8
+
+
 def token_features(preprocessor, inputs):
     """Tokenizes with a KerasHub classifier preprocessor, casts to int32, trims padding."""
     features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
     features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
-    return trim_to_longest_row(features, "padding_mask")
+    return trim_to_longest_row(features, "padding_mask", SERVING_BUCKET_WIDTH)
