@@ -395,7 +395,7 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
 
 
 def use_fast_kernels(model):
-    """Switches `model`'s plain dropout, layer-norm, GELU and attention layers to the kernels above.
+    """Switches `model`'s plain dropout, layer-norm, GELU, attention, projection and dense layers to the kernels above.
 
     Returns {"dropout": n, "layer_norm": n, "gelu": n, "attention": n,
     "projection": n, "dense": n}, the layers switched now. A layer keeps its class,
