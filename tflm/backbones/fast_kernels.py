@@ -69,9 +69,14 @@ def _is_portable():
     return getattr(_portability, "on", False)
 
 
+def _compiled(function):
+    """`function` XLA-compiled, as tf.function(jit_compile=True)."""
+    return tf.function(function, jit_compile=True, autograph=False)
+
+
 def _compiled_unless_portable(function):
-    """`function` XLA-compiled (as tf.function(jit_compile=True)), or plain when traced in portable_kernels()."""
-    compiled = tf.function(function, jit_compile=True, autograph=False)
+    """`function` `_compiled`, or plain when traced in portable_kernels()."""
+    compiled = _compiled(function)
 
     @functools.wraps(function)
     def run(*args):
@@ -132,18 +137,19 @@ def _dropout_outputs_and_mask(inputs, seed, noise_shape, threshold):
 # XLA fuses each into one pass over memory where TensorFlow runs every op as
 # its own pass, while the matmuls around them stay with oneDNN (which beat
 # XLA's on this CPU, so the step as a whole is not compiled). Exports trace
-# them as plain ops instead (`portable_kernels`).
+# them as plain ops instead (`portable_kernels`); the GELUs as `tf.nn.gelu`,
+# so their compiled passes below serve training and evaluation only.
 _A = 2 * _SQRT_2_OVER_PI
 _B = 2 * _SQRT_2_OVER_PI * 0.044715
 
 
-@_compiled_unless_portable
+@_compiled
 def _gelu_approximate_forward(x):
     x32 = tf.cast(x, tf.float32)
     return tf.cast(x32 * tf.sigmoid(x32 * (_A + _B * tf.square(x32))), x.dtype)
 
 
-@_compiled_unless_portable
+@_compiled
 def _gelu_approximate_backward(x, upstream):
     x32 = tf.cast(x, tf.float32)
     square = tf.square(x32)
@@ -167,13 +173,13 @@ def fast_gelu_approximate(x):
     return tf.nn.gelu(x, approximate=True) if _is_portable() else _differentiable_gelu_approximate(x)
 
 
-@_compiled_unless_portable
+@_compiled
 def _gelu_forward(x):
     x32 = tf.cast(x, tf.float32)
     return tf.cast(x32 * (0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))), x.dtype)
 
 
-@_compiled_unless_portable
+@_compiled
 def _gelu_backward(x, upstream):
     x32 = tf.cast(x, tf.float32)
     cdf = 0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))
