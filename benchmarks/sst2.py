@@ -22,6 +22,8 @@ flags.DEFINE_integer("num_epochs", 3, "Epochs.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_float("layer_lr_decay", 1.0, "Layer-wise learning-rate decay (see pipelines/classify.py).")
 flags.DEFINE_float("ema_momentum", 0.0, "Weight averaging (see pipelines/classify.py); 0: off.")
+flags.DEFINE_string("freeze", "", "Weights kept frozen (see pipelines/classify.py --freeze), e.g. embeddings.")
+flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and data order.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
 flags.DEFINE_integer("max_seq_length", 64, "Tokens per sentence.")
 flags.DEFINE_string("pooling", "mean", "Sentence vector (see pipelines/classify.py --pooling).")
@@ -39,7 +41,7 @@ def main(argv):
         f"--num_epochs={FLAGS.num_epochs}", f"--learning_rate={FLAGS.learning_rate}",
         f"--batch_size={FLAGS.batch_size}", f"--max_seq_length={FLAGS.max_seq_length}",
         f"--pooling={FLAGS.pooling}", f"--layer_lr_decay={FLAGS.layer_lr_decay}",
-        f"--ema_momentum={FLAGS.ema_momentum}",
+        f"--ema_momentum={FLAGS.ema_momentum}", f"--freeze={FLAGS.freeze}", f"--seed={FLAGS.seed}",
         f"--eval_every_steps={FLAGS.eval_every_steps}", f"--checkpoint_every_steps={FLAGS.eval_every_steps}",
     ]
     wall = classification_run.run_classify(

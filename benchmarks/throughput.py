@@ -299,8 +299,8 @@ def report(results):
     if "mfu" in results:
         print("\n| seq | precision | peak GFLOP/s | the step's matmuls alone, share of peak | tflm training step "
               "GFLOP/s | MFU (paired) |\n|---|---|---|---|---|---|")
-        for seq, m in results["mfu"].items():
-            print(f"| {seq} | {m['precision']} | {m['peak_gflops']['median']:.0f} | {100 * m['step_matmuls_vs_peak']['median']:.0f}% | "
+        for seq, m in results["mfu"].items():  # Earlier runs' entries may lack "precision".
+            print(f"| {seq} | {m.get('precision', 'not recorded')} | {m['peak_gflops']['median']:.0f} | {100 * m['step_matmuls_vs_peak']['median']:.0f}% | "
                   f"{m['step_gflops']['median']:.0f} | {100 * m['mfu']['median']:.0f}% "
                   f"({100 * m['mfu']['min']:.0f}-{100 * m['mfu']['max']:.0f}%) |")
     if "input" in results:
