@@ -13,7 +13,9 @@ in the sums: it is part of the gap between the step and the ops. With
 `--ablation_rounds=N` it then measures them the other way: the real step
 alternates with timing-only variants of the model in which one kernel family
 costs nothing (dropout rates 0; GELU or layer norm the identity), N rounds
-of 3 steps, and the paired median saving is that family's share. Writes
+of 3 steps, and the paired median saving is that family's share; one more
+variant runs the attention softmax and dropout unfused, so its (negative)
+saving is the fusion's gain. Writes
 benchmarks/results/profile_seq<N>.json and prints the tables.
 """
 
@@ -26,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 import warnings
 
 from absl import app
@@ -128,11 +131,24 @@ def _no_layer_norm(layer):
         layer.call = lambda inputs, *args, **kwargs: inputs
 
 
+def _softmax_dropout_apart(layer):
+    import keras
+
+    from tflm.backbones.fast_kernels import fast_dropout_call
+
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        # The same dropout through another function: fast_attention then runs the softmax and it apart.
+        layer._dropout_layer.call = types.MethodType(
+            lambda self, inputs, training=False: fast_dropout_call(self, inputs, training), layer._dropout_layer)
+
+
 # Timing-only variants of the model: what a step would save if one family of
 # tflm's XLA-compiled element-wise kernels cost nothing. XLA kernels leave no
-# op events in the profile, so this is how their share is measured.
+# op events in the profile, so this is how their share is measured. The last
+# one undoes a fusion instead: its negative saving is what the fusion gains.
 ABLATIONS = {"dropout (all rates 0)": _no_dropout, "GELU (identity)": _no_gelu,
-             "layer norm (identity)": _no_layer_norm}
+             "layer norm (identity)": _no_layer_norm,
+             "attention softmax and dropout in two passes (not fused)": _softmax_dropout_apart}
 
 
 def ablation_savings(rounds, steps=3):

@@ -22,6 +22,9 @@ flags.DEFINE_integer("num_epochs", 3, "Epochs.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_float("layer_lr_decay", 1.0, "Layer-wise learning-rate decay (see pipelines/classify.py).")
 flags.DEFINE_float("ema_momentum", 0.0, "Weight averaging (see pipelines/classify.py); 0: off.")
+flags.DEFINE_float("warmup_fraction", 0.1, "Fraction of steps for linear warmup.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer.")
 flags.DEFINE_string("freeze", "", "Weights kept frozen (see pipelines/classify.py --freeze), e.g. embeddings.")
 flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and data order.")
 flags.DEFINE_integer("batch_size", 32, "Global batch size.")
@@ -41,7 +44,9 @@ def main(argv):
         f"--num_epochs={FLAGS.num_epochs}", f"--learning_rate={FLAGS.learning_rate}",
         f"--batch_size={FLAGS.batch_size}", f"--max_seq_length={FLAGS.max_seq_length}",
         f"--pooling={FLAGS.pooling}", f"--layer_lr_decay={FLAGS.layer_lr_decay}",
-        f"--ema_momentum={FLAGS.ema_momentum}", f"--freeze={FLAGS.freeze}", f"--seed={FLAGS.seed}",
+        f"--warmup_fraction={FLAGS.warmup_fraction}", f"--weight_decay={FLAGS.weight_decay}",
+        f"--dropout={FLAGS.dropout}", f"--ema_momentum={FLAGS.ema_momentum}", f"--freeze={FLAGS.freeze}",
+        f"--seed={FLAGS.seed}",
         f"--eval_every_steps={FLAGS.eval_every_steps}", f"--checkpoint_every_steps={FLAGS.eval_every_steps}",
     ]
     wall = classification_run.run_classify(

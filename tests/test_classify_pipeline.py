@@ -20,8 +20,9 @@ def fast_flags(tiny_preset, tmp_path):
 
 
 def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
-    result = classify(*fast_flags(tiny_preset, tmp_path), "--freeze=embeddings", "--layer_lr_decay=0.5",
-                      "--ema_momentum=0.9")
+    # A relative --export_dir, as the default is, resolved against the working folder.
+    result = classify(*fast_flags(tiny_preset, tmp_path), "--export_dir=exports", "--freeze=embeddings",
+                      "--layer_lr_decay=0.5", "--ema_momentum=0.9", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     report = json.load(open(run / "eval_results.json"))
@@ -54,10 +55,10 @@ def test_train_evaluate_export_and_modes(tiny_preset, tmp_path):
     assert f"--backbone={tiny_preset}" in flagfile and "--freeze=embeddings" in flagfile
 
     # The saved flagfile reproduces the run; eval mode re-evaluates the best weights.
-    result = classify(f"--flagfile={run}/flags.txt", "--mode=eval")
+    result = classify(f"--flagfile={run}/flags.txt", "--mode=eval", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.load(open(run / "eval_results.json"))["accuracy"] == report["accuracy"]
-    result = classify(f"--flagfile={run}/flags.txt", "--mode=export")
+    result = classify(f"--flagfile={run}/flags.txt", "--mode=export", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / "exports" / "text_classifier")) == ["1", "2"]
 
@@ -73,12 +74,12 @@ def test_mirrored_strategy_over_two_cpu_devices(tiny_preset, tmp_path):
 
 @pytest.mark.large
 def test_default_command_trains_bundled_minilm_and_exports(tmp_path):
-    """The README's main command: no flags but the output folders."""
-    result = classify(f"--model_dir={tmp_path}/run", f"--export_dir={tmp_path}/exports", timeout=900)
+    """The README's main command, `tflm-classify` with no flags, run in an empty folder."""
+    result = classify(cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.load(open(tmp_path / "run" / "eval_results.json"))
+    report = json.load(open(tmp_path / "runs" / "classify" / "eval_results.json"))
     assert report["accuracy"] >= 0.9  # The demo set is easy for a pretrained encoder.
     assert "Exported and verified" in result.stdout
-    (export,) = (tmp_path / "exports" / "text_classifier").iterdir()
+    (export,) = (tmp_path / "savedmodels" / "text_classifier").iterdir()
     metadata = json.load(open(export / "assets.extra" / "tflm_model.json"))
     assert metadata["float32_max_batch"] == 0

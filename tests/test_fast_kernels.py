@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tflm import backbones
+from tflm.backbones import fast_kernels
 from keras_hub.src.layers.modeling.cached_multi_head_attention import CachedMultiHeadAttention
 
 from tflm.backbones.fast_kernels import fast_attention, fast_dropout_call, fast_gelu, fast_gelu_approximate
@@ -142,13 +143,50 @@ def test_fast_attention_matches_keras_outputs_scores_and_gradients(layer_class, 
         if name.endswith("key/bias"):
             # Adding one number to a row of scores leaves its softmax unchanged: the gradient is zero, and
             # both are rounding noise (Keras's bfloat16 softmax: up to 0.05; the float32 one here: less).
-            assert np.abs(fast_value).max() <= max(np.abs(keras_value).max(), 1e-5)
+            assert np.abs(fast_value).max() <= max(np.abs(keras_value).max(), 1e-5 if policy == "float32" else 0.05)
             continue
         scale = max(np.abs(keras_value).max(), 1.0)
         np.testing.assert_allclose(fast_value / scale, keras_value / scale, rtol=tolerance, atol=tolerance,
                                    err_msg=name)
     training = tf.reduce_sum(tf.cast(layer(query, value, attention_mask=mask, training=True), tf.float32))
     assert float(training) != pytest.approx(float(tf.reduce_sum(tf.cast(results[1][0], tf.float32))), rel=1e-3)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fast_attention_fuses_softmax_and_dropout_in_training_with_the_same_mask_and_gradients(policy, monkeypatch):
+    """Training without attention scores takes the fused pass; asking for the scores takes softmax, then dropout."""
+    fused_calls = []
+    fused = fast_kernels._masked_softmax_dropout
+    monkeypatch.setattr(fast_kernels, "_masked_softmax_dropout", lambda *a: fused_calls.append(1) or fused(*a))
+    rng = np.random.default_rng(1)
+    query, value = (tf.constant(rng.normal(size=(3, n, 16)), tf.float32) for n in (7, 6))
+    mask = tf.constant(rng.random((3, 7, 6)) > 0.3)
+    layers = [keras.layers.MultiHeadAttention(num_heads=4, key_dim=8, dropout=0.3, seed=5, dtype=policy)
+              for _ in range(2)]
+    for layer in layers:
+        layer(query, value, attention_mask=mask)  # Built: its dropout layer exists, and is switched too.
+        assert use_fast_kernels(layer)["dropout"] == 1
+    layers[1].set_weights(layers[0].get_weights())
+    results = []
+    for layer, fuse in zip(layers, (False, True)):
+        with tf.GradientTape() as tape:
+            tape.watch(query)
+            output = layer(query, value, attention_mask=mask, training=True, return_attention_scores=not fuse)
+            output = output if fuse else output[0]
+            loss = tf.reduce_sum(tf.square(tf.cast(output, tf.float32)))
+        results.append([output] + tape.gradient(loss, [query] + layer.trainable_weights))
+        assert len(fused_calls) == fuse
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    for name, apart, together in zip(["output", "query"] + [w.path for w in layers[0].trainable_weights], *results):
+        apart, together = (tf.cast(v, tf.float32).numpy() for v in (apart, together))
+        if name.endswith("key/bias"):  # Zero up to rounding, as in the test above.
+            assert np.abs(together).max() <= max(np.abs(apart).max(), 1e-5 if policy == "float32" else 0.05)
+            continue
+        scale = max(np.abs(apart).max(), 1.0)
+        np.testing.assert_allclose(together / scale, apart / scale, rtol=tolerance, atol=tolerance, err_msg=name)
+    # The dropout is on: without it the output differs.
+    inference = tf.cast(layers[1](query, value, attention_mask=mask), tf.float32).numpy()
+    assert np.abs(inference - tf.cast(results[1][0], tf.float32).numpy()).max() > 0.1
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])

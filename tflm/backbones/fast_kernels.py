@@ -22,8 +22,9 @@ written as x * sigmoid(...)), give the derivative in closed form, and are
 XLA-compiled, so each direction is one fused pass.
 
 Attention: `fast_attention` multiplies heads-major tensors with `tf.matmul`
-instead of Keras's `einsum`s (see its docstring), and `fast_projection_call`
-runs the query, key, value and output projections as 2-D matmuls.
+instead of Keras's `einsum`s (see its docstring), fuses the attention
+weights' softmax and dropout in training, and `fast_projection_call` runs the
+query, key, value and output projections as 2-D matmuls.
 
 Dense layers (`fast_dense_call`): a 2-D matmul with `tf.nn.bias_add`, which
 oneDNN fuses with the bias and, in exports, with the feed-forward GELU.
@@ -92,9 +93,7 @@ def fast_dropout_call(layer, inputs, training=False):
     threshold = round(layer.rate * _LEVELS)
     if threshold >= _LEVELS:
         return tf.zeros_like(inputs)
-    seed = layer.seed_generator.next()
-    # The generator's state is int64; the hash keys on two 32-bit words.
-    seed = tf.cast(tf.math.floormod(seed, tf.int32.max), tf.int32)
+    seed = _next_dropout_seed(layer)
     noise_shape = None if layer.noise_shape is None else tuple(layer.noise_shape)
 
     @tf.custom_gradient
@@ -112,24 +111,34 @@ def _mix32(x):
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
 
 
-@_compiled_unless_portable
-def _dropout_outputs_and_mask(inputs, seed, noise_shape, threshold):
-    """(inputs x scaled mask, scaled mask); the mask has the noise shape.
+def _next_dropout_seed(layer):
+    """The dropout layer's next seed, as the int32 the mask hash keys on (the generator's state is int64)."""
+    return tf.cast(tf.math.floormod(layer.seed_generator.next(), tf.int32.max), tf.int32)
+
+
+def _scaled_dropout_mask(shape, seed, threshold, dtype):
+    """1 / (1 - rate) where an element is kept, 0 where dropped.
 
     Word i of the random stream is mix(mix(i ^ k0) + k1), keys k = mix(seed):
     a counter-based generator like Philox, but cheap enough for XLA to fuse
     with the compare, select and multiply into one vectorised loop.
     """
-    shape = tf.shape(inputs)
-    if noise_shape is not None:
-        shape = tf.stack([shape[i] if size is None else size for i, size in enumerate(noise_shape)])
     size = tf.reduce_prod(shape)
     keys = _mix32(tf.bitcast(seed, tf.uint32))
     counters = tf.bitcast(tf.range((size + 1) // 2, dtype=tf.int32), tf.uint32)
     words = _mix32(_mix32(tf.bitwise.bitwise_xor(counters, keys[0])) + keys[1])
     halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
-    scale = tf.constant(_LEVELS / (_LEVELS - threshold), inputs.dtype)
-    scaled_mask = tf.where(tf.reshape(halves >= threshold, shape), scale, tf.constant(0, inputs.dtype))
+    scale = tf.constant(_LEVELS / (_LEVELS - threshold), dtype)
+    return tf.where(tf.reshape(halves >= threshold, shape), scale, tf.constant(0, dtype))
+
+
+@_compiled_unless_portable
+def _dropout_outputs_and_mask(inputs, seed, noise_shape, threshold):
+    """(inputs x scaled mask, scaled mask); the mask has the noise shape."""
+    shape = tf.shape(inputs)
+    if noise_shape is not None:
+        shape = tf.stack([shape[i] if size is None else size for i, size in enumerate(noise_shape)])
+    scaled_mask = _scaled_dropout_mask(shape, seed, threshold, inputs.dtype)
     return inputs * scaled_mask, scaled_mask
 
 
@@ -245,8 +254,7 @@ _FAST_CALLS = {keras.layers.Dropout: ("dropout", fast_dropout_call),
                keras.layers.LayerNormalization: ("layer_norm", fast_layer_norm_call)}
 
 
-@_compiled_unless_portable
-def _masked_softmax_forward(scores, mask):
+def _masked_softmax_probabilities(scores, mask):
     """Keras's masked softmax (masked scores -> -1e9, masked outputs -> 0), computed in float32."""
     scores32 = tf.cast(scores, tf.float32)
     if mask is not None:
@@ -257,6 +265,9 @@ def _masked_softmax_forward(scores, mask):
     if mask is not None:
         probabilities = tf.where(keep, probabilities, 0.0)
     return tf.cast(probabilities, scores.dtype)
+
+
+_masked_softmax_forward = _compiled_unless_portable(_masked_softmax_probabilities)
 
 
 @_compiled_unless_portable
@@ -275,6 +286,43 @@ def _masked_softmax(scores, mask):
         return probabilities, lambda upstream: _masked_softmax_backward(probabilities, upstream)
 
     return softmax(scores)
+
+
+@_compiled
+def _masked_softmax_dropout_forward(scores, mask, seed, threshold):
+    probabilities = _masked_softmax_probabilities(scores, mask)
+    return probabilities * _scaled_dropout_mask(tf.shape(probabilities), seed, threshold, probabilities.dtype), \
+        probabilities
+
+
+@_compiled
+def _masked_softmax_dropout_backward(probabilities, dropped, upstream):
+    # With dropped = p * m: d/dp = upstream * m, and the softmax's p * (g - sum(g * p)) becomes
+    # upstream * dropped - p * sum(upstream * dropped): no mask needs keeping.
+    p, dropped, upstream = (tf.cast(t, tf.float32) for t in (probabilities, dropped, upstream))
+    kept = upstream * dropped
+    return tf.cast(kept - p * tf.reduce_sum(kept, -1, keepdims=True), probabilities.dtype)
+
+
+def _masked_softmax_dropout(scores, mask, dropout):
+    """(dropout(masked softmax(scores)), the softmax) in one compiled pass each way; training only.
+
+    Apart, the softmax writes the probabilities and the dropout reads them
+    back and writes its output and a float mask: for attention weights
+    (batch x heads x length^2) the largest tensors of a step. Fused, the mask
+    is never stored: the backward pass needs only the probabilities and the
+    dropped weights, which the value matmul keeps anyway. For a dropout layer
+    switched to `fast_dropout_call`: the same mask from its next seed.
+    """
+    seed, threshold = _next_dropout_seed(dropout), round(dropout.rate * _LEVELS)
+    softmax = {}
+
+    @tf.custom_gradient
+    def softmax_dropout(x):
+        dropped, softmax["probabilities"] = _masked_softmax_dropout_forward(x, mask, seed, threshold)
+        return dropped, lambda upstream: _masked_softmax_dropout_backward(softmax["probabilities"], dropped, upstream)
+
+    return softmax_dropout(scores), softmax["probabilities"]
 
 
 _SAME_WIDTH_INTEGERS = {tf.float16: tf.int16, tf.bfloat16: tf.int16, tf.float32: tf.int32, tf.float64: tf.int64}
@@ -377,8 +425,9 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
     oneDNN runs on this CPU as slow small batched products plus transposes; a
     heads-major `tf.matmul` of the same numbers was 1.8x faster forward and
     backward (benchmarks/README.md). The masked softmax is Keras's function,
-    XLA-compiled (in float32; a subclassed softmax layer keeps Keras's), and
-    the dropout is the layer's. Other attention layouts, causal masks and
+    XLA-compiled (in float32; a subclassed softmax layer keeps Keras's); in
+    training it runs with the layer's dropout as one pass each way
+    (`_masked_softmax_dropout`). Other attention layouts, causal masks and
     flash attention go to Keras.
     """
     if layer._attention_axes != (1,) or len(query.shape) != 4 or use_causal_mask or layer._flash_attention:
@@ -389,13 +438,20 @@ def fast_attention(layer, query, key, value, attention_mask=None, training=None,
     heads_major = [0, 2, 1, 3]  # [batch, length, heads, dim] <-> [batch, heads, length, dim]
     scores = tf.matmul(transpose(query, heads_major), transpose(key, heads_major), transpose_b=True)
     # [batch, heads, query length, key length]
+    dropout, weights = layer._dropout_layer, None
     if type(layer._softmax) is keras.layers.Softmax and tuple(np.atleast_1d(layer._softmax.axis)) in ((3,), (-1,)):
         while attention_mask is not None and len(attention_mask.shape) < 4:  # As Keras: [batch, 1, query, key].
             attention_mask = tf.expand_dims(attention_mask, -3)
-        scores = _masked_softmax(scores, attention_mask)
+        if training is True and not return_attention_scores and vars(dropout).get("call") is not None and \
+                dropout.call.__func__ is fast_dropout_call and dropout.noise_shape is None and \
+                0 < round(dropout.rate * _LEVELS) < _LEVELS:
+            weights, scores = _masked_softmax_dropout(scores, attention_mask, dropout)
+        else:
+            scores = _masked_softmax(scores, attention_mask)
     else:
         scores = layer._masked_softmax(scores, attention_mask)
-    weights = layer._dropout_layer(scores, training=training) if layer._dropout > 0 else scores
+    if weights is None:
+        weights = dropout(scores, training=training) if layer._dropout > 0 else scores
     output = transpose(tf.matmul(weights, transpose(value, heads_major)), heads_major)
     return output, scores
 

@@ -27,6 +27,8 @@ def run_in_fresh_process(export_dir, requests=(), timeout=600):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     # The script's folder would otherwise be sys.path[0]; keep tflm unreachable.
     env.pop("PYTHONPATH", None)
+    # The check runs in a scratch folder, where a relative path (the default --export_dir) means nothing.
+    export_dir = os.path.abspath(export_dir)
     with tempfile.TemporaryDirectory() as scratch:
         record_files = []
         if requests:
