@@ -25,11 +25,14 @@ repetitions. Parts:
   serving    exported SavedModel vs HF eager: 1-sentence p50/p95, batch-32 texts/s
   decoding   MiniLM2MiniLM, greedy and beam 4, 32 new tokens, examples/s
 
-Writes benchmarks/results/throughput.json and prints the tables.
+Writes benchmarks/results/throughput.json and prints the tables. Parts not
+run keep their earlier entries; "measured" records when and on which CPU each
+part was last run.
 """
 
 import json
 import os
+import platform
 import random
 import statistics
 import subprocess
@@ -66,6 +69,19 @@ flags.DEFINE_list("tflm_precisions", ["float32", "mixed_bfloat16"],
                   "that auto picked the faster one on this machine.")
 
 RESULTS_FILE = os.path.join(RESULTS_DIR, "throughput.json")
+
+
+def machine_description():
+    """The CPU a part ran on. The results file keeps parts from earlier runs, maybe of other machines."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    fields = {key.strip(): value.strip() for key, value in
+              (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+    bf16_units = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in fields.get("flags", "").split())
+    return f"{fields.get('model name', 'unknown CPU')}, {os.cpu_count()} cores, {bf16_units or 'no bf16 units'}"
 
 
 # -- running one measurement --------------------------------------------------
@@ -281,6 +297,8 @@ def part_decoding(results, minilm):
 
 # -- report ---------------------------------------------------------------------------
 def report(results):
+    for name, when in results.get("measured", {}).items():
+        print(f"{name}: measured {when['date']} on {when['machine']}")
     if "peak" in results:
         p = results["peak"]
         print(f"\nmatmul peak GFLOP/s (median): TF bf16 {p['tensorflow']['bf16_gflops']['median']:.0f}, "
@@ -352,10 +370,14 @@ def main(argv):
              "input": lambda: part_input(results), "padding": lambda: part_padding(results),
              "memory": lambda: part_memory(results), "serving": lambda: part_serving(results, minilm),
              "decoding": lambda: part_decoding(results, minilm)}
+    machine = machine_description()
     for name in FLAGS.parts:
         start = time.time()
         parts[name]()
         print(f"{name}: {time.time() - start:.0f} s", flush=True)
+        results.setdefault("measured", {})[name] = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
+            "seconds": round(time.time() - start)}
         os.makedirs(RESULTS_DIR, exist_ok=True)
         with open(RESULTS_FILE, "w") as f:
             json.dump(results, f, indent=1)

@@ -1,8 +1,10 @@
 """Shared fixtures: a tiny random BERT saved as a KerasHub preset, helpers."""
 
+import atexit
 import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,8 +12,11 @@ import tempfile
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Generated presets (tiny_random_gpt2) go to a per-session folder, never the user's cache.
-os.environ.setdefault("TFLM_CACHE_DIR", tempfile.mkdtemp(prefix="tflm-test-cache-"))
+# Generated presets (tiny_random_gpt2) go to a per-session folder, never the
+# user's cache; the session that made it removes it (subprocesses inherit it).
+if "TFLM_CACHE_DIR" not in os.environ:
+    os.environ["TFLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="tflm-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["TFLM_CACHE_DIR"], ignore_errors=True)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
