@@ -244,6 +244,30 @@ def test_fast_dense_matches_keras_values_and_gradients(activation):
         np.testing.assert_allclose(fast_value, keras_value, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("activation", ["gelu", gelu_approximate, None])
+def test_fast_dense_in_bfloat16_adds_the_bias_after_a_plain_matmul_as_keras_does(activation):
+    x = tf.random.stateless_normal([3, 5, 16], seed=[1, 2])
+    results = []
+    for fast in (False, True):
+        layer = keras.layers.Dense(24, activation=activation, dtype="mixed_bfloat16")
+        layer.build(x.shape)
+        layer.set_weights([np.linspace(-1, 1, 16 * 24).reshape(16, 24), np.linspace(-0.5, 0.5, 24)])
+        if fast:
+            use_fast_kernels(layer)
+            graph = tf.function(layer).get_concrete_function(tf.TensorSpec(x.shape)).graph
+            ops = {op.type for op in graph.get_operations()}
+            assert "MatMul" in ops and "BiasAdd" not in ops, ops  # oneDNN's fused bias op runs without AMX.
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            weighted = tf.cast(y, tf.float32) * tf.range(24, dtype=tf.float32)  # Distinct gradients per unit.
+        assert y.dtype == tf.bfloat16
+        gradients = tape.gradient(weighted, [x, *layer.trainable_weights])
+        results.append([y.numpy().astype("float32")] + [g.numpy() for g in gradients])
+    for keras_value, fast_value in zip(*results):
+        np.testing.assert_allclose(fast_value, keras_value, rtol=2e-2, atol=1e-2 * np.abs(keras_value).max())
+
+
 def _session_op_types(export_dir, inputs):
     """The op types TF Serving's runtime (a TF1 Session, with its graph rewrites) runs for a SavedModel."""
     from tensorflow.core.protobuf import config_pb2

@@ -27,7 +27,9 @@ weights' softmax and dropout in training, and `fast_projection_call` runs the
 query, key, value and output projections as 2-D matmuls.
 
 Dense layers (`fast_dense_call`): a 2-D matmul with `tf.nn.bias_add`, which
-oneDNN fuses with the bias and, in exports, with the feed-forward GELU.
+oneDNN fuses with the bias and, in exports, with the feed-forward GELU. In
+bfloat16 training the matmul stays plain, so that oneDNN runs it with AMX,
+and the bias is added in the compiled GELU pass (or one of its own).
 """
 
 import contextlib
@@ -152,24 +154,61 @@ _A = 2 * _SQRT_2_OVER_PI
 _B = 2 * _SQRT_2_OVER_PI * 0.044715
 
 
-@_compiled
-def _gelu_approximate_forward(x):
-    x32 = tf.cast(x, tf.float32)
-    return tf.cast(x32 * tf.sigmoid(x32 * (_A + _B * tf.square(x32))), x.dtype)
+def _gelu_approximate_value(x32):
+    return x32 * tf.sigmoid(x32 * (_A + _B * tf.square(x32)))
 
 
-@_compiled
-def _gelu_approximate_backward(x, upstream):
-    x32 = tf.cast(x, tf.float32)
+def _gelu_approximate_slope(x32):
     square = tf.square(x32)
     gate = tf.sigmoid(x32 * (_A + _B * square))
-    slope = gate + x32 * gate * (1 - gate) * (_A + 3 * _B * square)
-    return tf.cast(tf.cast(upstream, tf.float32) * slope, x.dtype)
+    return gate + x32 * gate * (1 - gate) * (_A + 3 * _B * square)
 
 
-@tf.custom_gradient
-def _differentiable_gelu_approximate(x):
-    return _gelu_approximate_forward(x), lambda upstream: _gelu_approximate_backward(x, upstream)
+def _gelu_value(x32):
+    return x32 * (0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5))))
+
+
+def _gelu_slope(x32):
+    cdf = 0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))
+    pdf = tf.exp(-0.5 * tf.square(x32)) / math.sqrt(2 * math.pi)
+    return cdf + x32 * pdf
+
+
+def _differentiable_activation(value, slope):
+    """The activation `value` (float32 math; `slope` its derivative) as one compiled pass each way.
+
+    Returns (activation(x), activation_of_sum(x, bias)); the second adds
+    `bias` over the last axis inside the same passes and sums its gradient
+    there too.
+    """
+    @_compiled
+    def forward(x, *bias):
+        x32 = tf.cast(x, tf.float32) + (tf.cast(bias[0], tf.float32) if bias else 0.0)
+        return tf.cast(value(x32), x.dtype)
+
+    @_compiled
+    def backward(x, upstream, *bias):
+        x32 = tf.cast(x, tf.float32) + (tf.cast(bias[0], tf.float32) if bias else 0.0)
+        gradient = tf.cast(upstream, tf.float32) * slope(x32)
+        if not bias:
+            return tf.cast(gradient, x.dtype)
+        bias_gradient = tf.reduce_sum(tf.reshape(gradient, [-1, gradient.shape[-1]]), 0)
+        return tf.cast(gradient, x.dtype), tf.cast(bias_gradient, bias[0].dtype)
+
+    @tf.custom_gradient
+    def activation(x):
+        return forward(x), lambda upstream: backward(x, upstream)
+
+    @tf.custom_gradient
+    def activation_of_sum(x, bias):
+        return forward(x, bias), lambda upstream: backward(x, upstream, bias)
+
+    return activation, activation_of_sum
+
+
+_differentiable_gelu_approximate, _biased_gelu_approximate = _differentiable_activation(
+    _gelu_approximate_value, _gelu_approximate_slope)
+_differentiable_gelu, _biased_gelu = _differentiable_activation(_gelu_value, _gelu_slope)
 
 
 @keras.saving.register_keras_serializable(package="tflm")
@@ -180,25 +219,6 @@ def fast_gelu_approximate(x):
     into the matmul before it (see `fast_dense_call`).
     """
     return tf.nn.gelu(x, approximate=True) if _is_portable() else _differentiable_gelu_approximate(x)
-
-
-@_compiled
-def _gelu_forward(x):
-    x32 = tf.cast(x, tf.float32)
-    return tf.cast(x32 * (0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))), x.dtype)
-
-
-@_compiled
-def _gelu_backward(x, upstream):
-    x32 = tf.cast(x, tf.float32)
-    cdf = 0.5 * (1 + tf.math.erf(x32 * math.sqrt(0.5)))
-    pdf = tf.exp(-0.5 * tf.square(x32)) / math.sqrt(2 * math.pi)
-    return tf.cast(tf.cast(upstream, tf.float32) * (cdf + x32 * pdf), x.dtype)
-
-
-@tf.custom_gradient
-def _differentiable_gelu(x):
-    return _gelu_forward(x), lambda upstream: _gelu_backward(x, upstream)
 
 
 @keras.saving.register_keras_serializable(package="tflm")
@@ -247,6 +267,8 @@ def fast_layer_norm_call(layer, inputs):
 # The GELUs KerasHub's backbones give their feed-forward layers, and the same
 # functions with hand-written gradients.
 _FAST_ACTIVATIONS = {gelu_approximate: fast_gelu_approximate, keras.activations.gelu: fast_gelu}
+# The same, after a bias add in the same passes (`_flat_matmul`).
+_BIASED_ACTIVATIONS = {fast_gelu_approximate: _biased_gelu_approximate, fast_gelu: _biased_gelu}
 
 
 # Plain Keras layer classes: (what use_fast_kernels counts them as, the `call` each gets).
@@ -375,15 +397,55 @@ def _flat_matmul(inputs, contracted_rank, kernel, bias, output_axes, activation)
 
     The bias add is `tf.nn.bias_add` and the activation follows it directly,
     the pattern TensorFlow's oneDNN remapper fuses into one matmul op (with
-    `tf.nn.gelu`, as exports run it).
+    `tf.nn.gelu`, as exports run it); in bfloat16 training, a plain matmul
+    and the bias added in a compiled pass (`_adds_bias_apart`).
     """
     leading = tf.shape(inputs)[:len(inputs.shape) - contracted_rank]
     outputs = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[0]]), kernel)
-    if bias is not None:
+    if bias is not None and _adds_bias_apart(outputs):
+        biased_activation = _BIASED_ACTIVATIONS.get(activation)
+        if biased_activation is not None:
+            outputs, activation = biased_activation(outputs, tf.reshape(bias, [-1])), None
+        else:
+            outputs = _bias_add(outputs, tf.reshape(bias, [-1]))
+    elif bias is not None:
         outputs = tf.nn.bias_add(outputs, tf.reshape(bias, [-1]))
     if activation is not None:
         outputs = activation(outputs)
     return tf.reshape(outputs, tf.concat([leading, output_axes], 0))
+
+
+def _adds_bias_apart(outputs):
+    """Whether a matmul's bias is added after it, in a compiled pass, instead of fused into the oneDNN op.
+
+    On AMX CPUs oneDNN runs a bfloat16 matmul with a fused bias as an inner
+    product without AMX (`x64:gemm:jit`), and a plain one with AMX
+    (`brg_matmul`): at 2,048 x 384 x 1,536, 8.4 against 1.6 ms
+    (benchmarks/README.md). Exports keep the fused op: TF Serving runs no
+    XLA, and one-sentence requests are too small for AMX to pay. GPUs keep
+    it too: cuBLAS adds the bias in the matmul's epilogue.
+    """
+    return outputs.dtype == tf.bfloat16 and not _is_portable() and not _has_gpu()
+
+
+@functools.cache
+def _has_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@_compiled
+def _bias_add_forward(x, bias):
+    return tf.cast(tf.cast(x, tf.float32) + tf.cast(bias, tf.float32), x.dtype)
+
+
+@_compiled
+def _bias_gradient(upstream, bias):
+    return tf.cast(tf.reduce_sum(tf.reshape(tf.cast(upstream, tf.float32), [-1, upstream.shape[-1]]), 0), bias.dtype)
+
+
+@tf.custom_gradient
+def _bias_add(x, bias):
+    return _bias_add_forward(x, bias), lambda upstream: (upstream, _bias_gradient(upstream, bias))
 
 
 def fast_projection_call(layer, inputs, training=None):
