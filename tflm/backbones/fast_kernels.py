@@ -174,6 +174,11 @@ def _gelu_slope(x32):
     return cdf + x32 * pdf
 
 
+def _summed_over_rows(gradient):
+    """A bias's gradient: `gradient` summed over every axis but the last."""
+    return tf.reduce_sum(tf.reshape(gradient, [-1, gradient.shape[-1]]), 0)
+
+
 def _differentiable_activation(value, slope):
     """The activation `value` (float32 math; `slope` its derivative) as one compiled pass each way.
 
@@ -192,8 +197,7 @@ def _differentiable_activation(value, slope):
         gradient = tf.cast(upstream, tf.float32) * slope(x32)
         if not bias:
             return tf.cast(gradient, x.dtype)
-        bias_gradient = tf.reduce_sum(tf.reshape(gradient, [-1, gradient.shape[-1]]), 0)
-        return tf.cast(gradient, x.dtype), tf.cast(bias_gradient, bias[0].dtype)
+        return tf.cast(gradient, x.dtype), tf.cast(_summed_over_rows(gradient), bias[0].dtype)
 
     @tf.custom_gradient
     def activation(x):
@@ -402,14 +406,14 @@ def _flat_matmul(inputs, contracted_rank, kernel, bias, output_axes, activation)
     """
     leading = tf.shape(inputs)[:len(inputs.shape) - contracted_rank]
     outputs = tf.matmul(tf.reshape(inputs, [-1, kernel.shape[0]]), kernel)
-    if bias is not None and _adds_bias_apart(outputs):
-        biased_activation = _BIASED_ACTIVATIONS.get(activation)
-        if biased_activation is not None:
-            outputs, activation = biased_activation(outputs, tf.reshape(bias, [-1])), None
+    if bias is not None:
+        bias = tf.reshape(bias, [-1])
+        if not _adds_bias_apart(outputs):
+            outputs = tf.nn.bias_add(outputs, bias)
+        elif activation in _BIASED_ACTIVATIONS:
+            outputs, activation = _BIASED_ACTIVATIONS[activation](outputs, bias), None
         else:
-            outputs = _bias_add(outputs, tf.reshape(bias, [-1]))
-    elif bias is not None:
-        outputs = tf.nn.bias_add(outputs, tf.reshape(bias, [-1]))
+            outputs = _bias_add(outputs, bias)
     if activation is not None:
         outputs = activation(outputs)
     return tf.reshape(outputs, tf.concat([leading, output_axes], 0))
@@ -440,7 +444,7 @@ def _bias_add_forward(x, bias):
 
 @_compiled
 def _bias_gradient(upstream, bias):
-    return tf.cast(tf.reduce_sum(tf.reshape(tf.cast(upstream, tf.float32), [-1, upstream.shape[-1]]), 0), bias.dtype)
+    return tf.cast(_summed_over_rows(tf.cast(upstream, tf.float32)), bias.dtype)
 
 
 @tf.custom_gradient
