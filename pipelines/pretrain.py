@@ -23,6 +23,7 @@ from pipelines.entry import run_pipeline
 from tflm import training
 from tflm.data import demo
 from tflm.data import text_corpus
+from tflm.heads.keras_hub_language_model import OBJECTIVES
 from tflm.metrics import perplexity
 from tflm.tasks import LanguageModelConfig
 from tflm.tasks import LanguageModelTask
@@ -38,7 +39,7 @@ flags.DEFINE_string("eval_data", None, "Validation text, same forms. Default wit
 flags.DEFINE_string("text_field", "text", "Text column / feature (csv, tsv, jsonl, tfds); .txt files are plain "
                     "text, one document per line.")
 common_flags.define_data_flags(["text", *text_corpus.TABLE_FORMATS], "a missing column or empty text")
-flags.DEFINE_enum("objective", "auto", ["auto", "mlm", "causal_lm"], "Masked-LM or causal-LM; auto: what "
+flags.DEFINE_enum("objective", "auto", ["auto", *OBJECTIVES], "Masked-LM or causal-LM; auto: what "
                   "the backbone family has (masked-LM for BERT-like encoders, causal LM for GPT-like decoders).")
 flags.DEFINE_float("mask_rate", 0.15, "Fraction of tokens masked per text (--objective=mlm); of those, "
                    "80% become [MASK], 10% a random token, 10% stay.", lower_bound=0.01, upper_bound=0.9)

@@ -65,9 +65,6 @@ class FreezeSpec:
                 )
         return cls(embeddings, tuple(sorted(blocks)), bottom, tuple(patterns), whole)
 
-    def is_empty(self):
-        return self == FreezeSpec()
-
 
 def _parse_int(text, item, flag_name):
     if not text.isdigit():

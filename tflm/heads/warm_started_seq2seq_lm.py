@@ -29,8 +29,6 @@ from tflm.backbones.freeze_spec import freeze_unused_pooler
 from tflm.errors import UserError
 
 CROSS_ATTENTION_INITS = ("auto", "random", "self_attention")
-ENCODER_INPUTS = ("encoder_token_ids", "encoder_padding_mask")
-DECODER_INPUTS = ("decoder_token_ids", "decoder_padding_mask")
 
 
 def _require_bert_family(backbone):
