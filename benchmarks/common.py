@@ -15,7 +15,7 @@ def run_pipeline(pipeline, flags, log_path):
 
     Output is appended to `log_path`; a failed run stops the benchmark with its error line.
     """
-    result = pipeline_runs.run_pipeline(pipeline, flags, log_path)
+    result = pipeline_runs.run_pipeline_process(pipeline, flags, log_path)
     if not result.ok:
         raise SystemExit(f"{pipeline} failed ({result.message}); log: {log_path}")
     return result.seconds

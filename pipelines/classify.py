@@ -24,6 +24,7 @@ from pipelines import common_flags
 from pipelines.entry import run_pipeline
 from tflm import backbones
 from tflm import metrics
+from tflm import run_files
 from tflm import training
 from tflm.data import ClassificationExamples
 from tflm.data import augment
@@ -58,6 +59,8 @@ common_flags.define_backbone_flags()
 common_flags.define_runtime_flags()
 common_flags.define_training_flags("classify", best_metric="accuracy")
 common_flags.define_layer_lr_decay_flag()
+flags.register_validator("best_metric", lambda v: v in metrics.CLASSIFICATION_METRICS,
+                         message=f"--best_metric: one of {', '.join(metrics.CLASSIFICATION_METRICS)}")
 common_flags.define_export_flags("text_classifier")
 flags.DEFINE_integer("serving_float32_max_batch", 0, "When the model computes in bfloat16: 0 stores the weights it "
                      "reads in bfloat16 in bfloat16 (half the size; on the CPU where bfloat16 trained fastest, also the "
@@ -205,7 +208,7 @@ def main(argv):
         report, probabilities = final_evaluation or evaluate()
         task.write_eval_results(model_dir, report, eval_examples, probabilities, labels)
         print(metrics.format_classification_report(report), flush=True)
-        print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
+        print(f"Wrote {os.path.join(model_dir, run_files.EVAL_RESULTS_FILE)}", flush=True)
 
     if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
         eval_metrics = {k: v for k, v in (report or {}).items() if isinstance(v, float)}
@@ -213,7 +216,7 @@ def main(argv):
                                                 eval_metrics)
         path = task.export(model, preprocessor, labels, common_flags.export_target(), eval_examples, metadata,
                            FLAGS.serving_float32_max_batch)
-        print(f"Exported and verified {path}", flush=True)
+        common_flags.announce_export(path)
 
 
 def run():

@@ -21,6 +21,7 @@ from tflm.export import saved_model_versions
 from tflm import run_files
 from tflm import training
 from tflm.training import runtime
+from tflm.tuning import pipeline_runs
 
 FLAGS = flags.FLAGS
 MODES = ("train", "eval", "export", "train_and_export")
@@ -68,7 +69,8 @@ def freeze_spec_text():
 def define_runtime_flags():
     flags.DEFINE_enum("strategy", "default", runtime.STRATEGIES,
                       "tf.distribute strategy. multi_worker_mirrored reads the cluster from TF_CONFIG.")
-    flags.DEFINE_integer("num_gpus", 0, "GPUs for one_device/mirrored (0: all visible).", lower_bound=0)
+    flags.DEFINE_integer("num_gpus", 0, "GPUs for --strategy=mirrored (0: all visible); one_device takes the "
+                         "first.", lower_bound=0)
     flags.DEFINE_integer("cpu_devices", 1, "Split the host CPU into this many logical devices, one "
                          "replica each under mirrored / multi_worker_mirrored (multi-replica runs "
                          "without accelerators, e.g. to test a setup).", lower_bound=1)
@@ -210,7 +212,7 @@ def train_from_flags(model, loss_fn, strategy, precision, model_dir, train_input
         checkpoint_every_steps=FLAGS.checkpoint_every_steps, eval_every_steps=FLAGS.eval_every_steps,
         keep_checkpoints=FLAGS.keep_checkpoints, best_metric=FLAGS.best_metric,
         early_stopping_patience=FLAGS.early_stopping_patience, steps_per_loop=FLAGS.steps_per_loop,
-        on_nan=FLAGS.on_nan, jit_compile=runtime.resolve_jit_compile(FLAGS.jit_compile, strategy),
+        on_nan=FLAGS.on_nan, jit_compile=runtime.resolve_jit_compile(FLAGS.jit_compile),
     )
     lr_multipliers = training.layer_lr_multipliers(backbone, FLAGS.layer_lr_decay) if backbone else {}
     if lr_multipliers:
@@ -260,6 +262,11 @@ def define_export_flags(default_name):
                         "models.config (e.g. /models in a container); empty: the absolute --export_dir.")
     flags.register_validator("export_name", lambda v: bool(saved_model_versions.VALID_NAME.match(v)),
                              message="--export_name: use letters, digits, '.', '_' or '-'")
+
+
+def announce_export(path):
+    """Prints the line tflm-tune and tflm-select-model read the export's path from."""
+    print(f"{pipeline_runs.EXPORTED}{path}", flush=True)
 
 
 def export_target():

@@ -30,7 +30,8 @@ flags.DEFINE_string("model", None, "SavedModel: <export_dir>/<name> (newest vers
 flags.DEFINE_string("input_file", "", "Texts to run: .txt (one per line) or .jsonl (the signature's input "
                     "names as fields); instead of positional texts.")
 flags.DEFINE_string("output_file", "", "Write the JSON lines here instead of stdout.")
-flags.DEFINE_string("signature", "serving_default", "Signature to call (one taking raw strings).")
+flags.DEFINE_string("signature", "serving_default", "Signature to call: one taking raw text, e.g. "
+                    "serving_default (serve_examples takes serialized tf.Example protos instead).")
 flags.DEFINE_integer("batch_size", 32, "Texts per call.", lower_bound=1)
 flags.mark_flag_as_required("model")
 
@@ -89,7 +90,11 @@ def predict(signature, rows, batch_size):
     """Yields one dict per row: the row and the signature's outputs for it."""
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
-        outputs = signature(**{n: tf.constant([r[n] for r in batch]) for n in batch[0]})
+        try:
+            outputs = signature(**{n: tf.constant([r[n] for r in batch]) for n in batch[0]})
+        except tf.errors.InvalidArgumentError as e:  # E.g. raw text given to serve_examples.
+            raise UserError(f"--signature={FLAGS.signature} rejected texts {start + 1}-{start + len(batch)}: "
+                            f"{e.message.splitlines()[0]}") from None
         outputs = {k: v.numpy() for k, v in outputs.items()}
         for i, row in enumerate(batch):
             yield dict(row, **{k: _jsonable(v[i]) for k, v in sorted(outputs.items())})
@@ -116,7 +121,10 @@ def main(argv):
         rows = [{input_names[0]: t} for t in texts]
     else:
         rows = read_rows(FLAGS.input_file, input_names)
-    out = open(FLAGS.output_file, "w", encoding="utf-8") if FLAGS.output_file else sys.stdout
+    try:
+        out = open(FLAGS.output_file, "w", encoding="utf-8") if FLAGS.output_file else sys.stdout
+    except OSError as e:
+        raise UserError(f"--output_file={FLAGS.output_file}: {e.strerror}") from None
     try:
         for result in predict(signature, rows, FLAGS.batch_size):
             out.write(json.dumps(result, ensure_ascii=False) + "\n")

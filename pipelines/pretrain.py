@@ -20,6 +20,7 @@ from absl import logging
 
 from pipelines import common_flags
 from pipelines.entry import run_pipeline
+from tflm import run_files
 from tflm import training
 from tflm.data import demo
 from tflm.data import text_corpus
@@ -53,6 +54,11 @@ common_flags.define_runtime_flags()
 common_flags.define_training_flags("pretrain", best_metric="perplexity")
 common_flags.define_layer_lr_decay_flag()
 FLAGS.set_default("learning_rate", 5e-5)
+# KerasHub writes presets with local file operations.
+flags.register_multi_flags_validator(
+    ["preset_dir", "model_dir"], lambda f: "://" not in (f["preset_dir"] or f["model_dir"]),
+    message="--preset_dir: the preset is written to a local folder; with a gs:// (or other URL) --model_dir, "
+            "set --preset_dir to a local one")
 flags.register_validator("best_metric", lambda v: v in perplexity.LANGUAGE_MODEL_METRICS,
                          message=f"--best_metric: one of {', '.join(perplexity.LANGUAGE_MODEL_METRICS)}")
 
@@ -102,12 +108,13 @@ def main(argv):
         report, _ = final_evaluation or evaluate()
         task.write_eval_results(model_dir, report)
         print(f"Validation ({task.objective}): {perplexity.format_language_model_report(report)}", flush=True)
-        print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
+        print(f"Wrote {os.path.join(model_dir, run_files.EVAL_RESULTS_FILE)}", flush=True)
 
     if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
         path = task.export_preset(model, preprocessor, FLAGS.preset_dir or os.path.join(model_dir, "preset"),
                                   eval_corpus.texts[:4])
-        print(f"Saved the adapted model as a preset: {path} (use --backbone={path})", flush=True)
+        common_flags.announce_export(path)
+        print(f"The adapted model is a KerasHub preset: use --backbone={path}", flush=True)
 
 
 def run():

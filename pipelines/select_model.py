@@ -17,12 +17,14 @@ from absl import flags
 
 from pipelines.entry import run_pipeline
 from tflm.errors import UserError
+from tflm.metrics.metric_direction import metric_direction
 from tflm.tuning import model_selection
 from tflm.tuning import pipeline_runs
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("pipeline", "classify", sorted(pipeline_runs.PIPELINES), "Task pipeline the candidates run.")
+flags.DEFINE_enum("pipeline", "classify", sorted(pipeline_runs.SERVING_PIPELINES), "Task pipeline the candidates "
+                  "run (one that exports a SavedModel: candidates are ranked with its serving cost).")
 flags.DEFINE_list("candidates", None, "Backbones to compare: KerasHub preset names or handles, local "
                   "preset dirs or Hugging Face checkpoint dirs.")
 flags.DEFINE_string("objective", None, "Validation metric to rank by; default: the pipeline's.")
@@ -45,7 +47,10 @@ def main(argv):
     pipeline_flags = argv[1:]
     objective = pipeline_runs.objective_metric(FLAGS.pipeline, FLAGS.objective)
     given = pipeline_runs.passed_flags(pipeline_flags, "model selection", ("backbone", "model_dir", "mode"))
-    batch_size = int(given.get("batch_size", 32))
+    batch_size = given.get("batch_size", "32")
+    if not batch_size.isdigit():
+        raise UserError(f"--batch_size={batch_size} after '--': expected a positive integer")
+    batch_size = int(batch_size)
     os.makedirs(FLAGS.select_dir, exist_ok=True)
     results = []
     for index, backbone in enumerate(FLAGS.candidates):
@@ -56,7 +61,8 @@ def main(argv):
         measured = f"{objective}={result.metric:.4f}, p95 {result.p95_ms:.1f} ms " if result.metric is not None else ""
         print(f"    {result.status}: {measured}{result.message}".rstrip(), flush=True)
         results.append(result)
-    ranked = model_selection.rank(results, model_selection.Constraints(FLAGS.max_params, FLAGS.max_latency_ms))
+    ranked = model_selection.rank(results, model_selection.Constraints(FLAGS.max_params, FLAGS.max_latency_ms),
+                                  metric_direction(objective))
     winner = ranked[0] if ranked[0].status == "ok" else None
     print(model_selection.write_report(ranked, objective, FLAGS.select_dir, winner and winner.backbone), flush=True)
     model_selection.plot(ranked, objective, os.path.join(FLAGS.select_dir, "metric_vs_latency.png"))

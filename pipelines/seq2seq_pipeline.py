@@ -15,11 +15,13 @@ from pipelines.entry import run_pipeline
 from tflm import backbones
 from tflm import generation
 from tflm import metrics
+from tflm import run_files
 from tflm import training
 from tflm.tasks import Seq2SeqConfig
 from tflm.tasks import Seq2SeqTask
 from tflm.heads.warm_started_seq2seq_lm import CROSS_ATTENTION_INITS
 from tflm.tasks.seq2seq_task import TARGET_VOCABULARIES
+from tflm.tasks.seq2seq_task import is_decoder_only
 
 FLAGS = flags.FLAGS
 
@@ -82,7 +84,8 @@ def define_flags(defaults):
     flags.DEFINE_float("length_penalty", 1.0, "Beam score = log-prob / length**length_penalty; >1 favours "
                        "longer outputs, 0 ranks by raw log-prob.", lower_bound=0.0)
     flags.DEFINE_integer("no_repeat_ngram_size", defaults.no_repeat_ngram_size, "Never generate an n-gram of this "
-                         "size twice (greedy and beam; encoder-decoder models); 0: off.", lower_bound=0)
+                         "size twice (greedy and beam; encoder-decoder models, so a decoder-only --backbone "
+                         "decodes without it unless it is given); 0: off.", lower_bound=0)
     flags.DEFINE_integer("eval_batch_size", 32, "Batch size for decoding the eval set.", lower_bound=1)
     common_flags.define_mode_flag()
     common_flags.define_backbone_flags()
@@ -108,8 +111,20 @@ def task_config():
         max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
         source_field=FLAGS.source_field, target_field=FLAGS.target_field, reading=common_flags.data_reading(),
         decoding=generation.DecodingConfig(FLAGS.decoding, FLAGS.beam_size, FLAGS.length_penalty,
-                                           FLAGS.max_target_length, FLAGS.no_repeat_ngram_size),
+                                           FLAGS.max_target_length, no_repeat_ngram_size()),
     )
+
+
+def no_repeat_ngram_size():
+    """--no_repeat_ngram_size, or 0 where its default cannot apply.
+
+    The default (3 for summarize) is for tflm's own search; a decoder-only
+    backbone decodes with KerasHub's samplers, which have no such option.
+    Given explicitly with such a backbone, it reaches the task, which refuses it.
+    """
+    if not FLAGS["no_repeat_ngram_size"].present and is_decoder_only(FLAGS.backbone):
+        return 0
+    return FLAGS.no_repeat_ngram_size
 
 
 def main(defaults):
@@ -144,13 +159,13 @@ def main(defaults):
         print(metrics.format_generation_report(report), flush=True)
         for source, prediction in list(zip(eval_examples.sources, predictions))[:3]:
             print(f"  {source[:80]!r}\n  -> {prediction!r}", flush=True)
-        print(f"Wrote {os.path.join(model_dir, 'eval_results.json')}", flush=True)
+        print(f"Wrote {os.path.join(model_dir, run_files.EVAL_RESULTS_FILE)}", flush=True)
 
     if FLAGS.mode in ("export", "train_and_export") and common_flags.exports_here(strategy):
         eval_metrics = {k: v for k, v in (report or {}).items() if k in metrics.GENERATION_METRICS}
         metadata = common_flags.export_metadata(defaults.task, FLAGS.backbone, model, precision, eval_metrics)
         path = task.export(model, preprocessor, common_flags.export_target(), eval_examples.sources, metadata)
-        print(f"Exported and verified {path}", flush=True)
+        common_flags.announce_export(path)
 
 
 def run(defaults):

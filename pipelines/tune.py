@@ -22,6 +22,7 @@ from absl import flags
 from pipelines.entry import run_pipeline
 from tflm import tuning
 from tflm.errors import UserError
+from tflm.metrics.metric_direction import metric_direction
 from tflm.tuning import pipeline_runs
 from tflm.tuning import search_space
 
@@ -31,8 +32,8 @@ flags.DEFINE_enum("pipeline", "classify", sorted(pipeline_runs.PIPELINES), "Task
 flags.DEFINE_enum("tuner", "random", tuning.TUNERS, "Search algorithm: keras-tuner RandomSearch, "
                   "BayesianOptimization or Hyperband (Hyperband picks the epochs itself, up to the "
                   "high end of --num_epochs_range).")
-flags.DEFINE_string("objective", None, "Validation metric to optimise; default: the pipeline's "
-                    "(accuracy; bleu for translate; rougeLsum for summarize).")
+flags.DEFINE_string("objective", None, "Validation metric to optimise; default: the pipeline's ("
+                    + ", ".join(f"{p}: {m}" for p, m in pipeline_runs.DEFAULT_METRIC.items()) + ").")
 flags.DEFINE_enum("direction", "auto", ["auto", "max", "min"], "Whether larger --objective is better; "
                   "auto: min for loss/perplexity, else max.")
 flags.DEFINE_integer("max_trials", 10, "Trials to run (including failed ones).", lower_bound=1)
@@ -65,21 +66,26 @@ define_search_flags()
 OWNED_FLAGS = ("model_dir", "mode", "seed")
 
 
-def search_space_from_flags():
+def search_space_from_flags(given):
+    """The search space of the range flags; `given`: the trials' own flags ({name: value})."""
     dimensions = []
     for parameter, (flag, _) in search_space.PARAMETERS.items():
         name = range_flag_name(parameter)
+        searched_explicitly = FLAGS[name].present and FLAGS[name].value
         if FLAGS.pipeline not in search_space.PIPELINES_WITH.get(parameter, (FLAGS.pipeline,)):
-            if FLAGS[name].present and FLAGS[name].value:
+            if searched_explicitly:
                 raise UserError(f"--{name}: --pipeline={FLAGS.pipeline} has no {flag} flag")
             continue  # A default range for a flag this pipeline lacks.
+        if parameter == "num_epochs" and given.get("train_steps", "0") not in ("", "0"):
+            if searched_explicitly:
+                raise UserError(f"--{name}: the trials' --train_steps={given['train_steps']} overrides "
+                                "--num_epochs; drop one of the two")
+            continue  # A default range for a flag the trials ignore.
         dimensions.append(search_space.parse_dimension(parameter, FLAGS[name].value, name))
     return search_space.SearchSpace(dimensions, hyperband=FLAGS.tuner == "hyperband")
 
 
-def check_pipeline_flags(pipeline_flags, space):
-    given = pipeline_runs.passed_flags(pipeline_flags, "the tuner", OWNED_FLAGS,
-                                       " (use --tune_dir / --seed)")
+def check_pipeline_flags(given, space):
     for d in space.dimensions:
         if d.flag[2:] in given:
             raise UserError(f"{d.flag} after '--' is also searched; empty its range flag to fix it instead")
@@ -148,12 +154,13 @@ def main(argv):
     objective = pipeline_runs.objective_metric(pipeline, FLAGS.objective)
     direction = FLAGS.direction
     if direction == "auto":
-        direction = "min" if any(s in objective for s in ("loss", "perplexity")) else "max"
-    space = search_space_from_flags()
+        direction = metric_direction(objective)
+    given = pipeline_runs.passed_flags(pipeline_flags, "the tuner", OWNED_FLAGS, " (use --tune_dir / --seed)")
+    space = search_space_from_flags(given)
     if FLAGS.tuner == "hyperband" and (space.max_epochs is None or len(space.dimensions) < 2):
         raise UserError("--tuner=hyperband needs --num_epochs_range (its high end is Hyperband's max epochs) "
                         "and at least one other range to search")
-    check_pipeline_flags(pipeline_flags, space)
+    check_pipeline_flags(given, space)
     check_same_search({"pipeline": pipeline, "tuner": FLAGS.tuner, "objective": objective, "direction": direction,
                        "space": [[d.name, d.kind, list(d.values)] for d in space.dimensions],
                        "pipeline_flags": pipeline_flags, "executions_per_trial": FLAGS.executions_per_trial,

@@ -6,6 +6,7 @@ and exports exactly as they were. The table is reproduced in
 docs/resilience.md.
 """
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -51,6 +52,8 @@ CASES = [
      "{root}: is a directory, expected a data file", None),
     ("unknown_extension", "classify", lambda w: data(f"{w['root']}/notes.txt", SENTIMENT),
      "{root}/notes.txt: cannot tell the format from the extension", None),
+    ("corrupt_gzip", "classify", lambda w: data(f"{w['root']}/corrupt.tsv.gz", SENTIMENT),
+     "{root}/corrupt.tsv.gz: read failed (Error -3 while decompressing data", None),
     ("not_gzip", "classify", lambda w: data(f"{w['root']}/plain.tsv.gz", SENTIMENT),
      "{root}/plain.tsv.gz: read failed", None),
     ("wrong_column_name", "classify", lambda w: data(f"{w['root']}/text_column.tsv", SENTIMENT),
@@ -72,6 +75,9 @@ CASES = [
      "{root}/header_only.tsv: no usable examples", None),
     ("unequal_parallel_files", "translate", lambda w: data(f"{w['root']}/t.en,{w['root']}/t.de"),
      "{root}/t.en: has more lines than {root}/t.de ({root}/t.de ends at line 2)", None),
+    ("unknown_encoding_of_parallel_files", "translate",
+     lambda w: data(f"{w['root']}/t.en,{w['root']}/t.de") + ["--encoding=klingon"],
+     "--encoding=klingon: unknown encoding", None),
     ("empty_target_line", "translate", lambda w: data(f"{w['root']}/gap.en,{w['root']}/gap.de"),
      "{root}/gap.de:2: empty target", None),
     ("invalid_json_line", "summarize", lambda w: data(f"{w['root']}/broken.jsonl", DIALOGUES),
@@ -100,6 +106,12 @@ CASES = [
      None),
     ("metric_of_another_task", "translate", lambda w: ["--best_metric=accuracy"],
      "--best_metric: one of bleu, chrf, rouge1", None),
+    ("longer_than_the_position_table", "classify", lambda w: ["--max_seq_length=200", f"--model_dir={w['fresh']}"],
+     "--max_seq_length=200: the backbone has position embeddings for 128 tokens; use at most 128", None),
+    ("target_longer_than_the_position_table", "translate", lambda w: ["--max_target_length=129"],
+     "--max_target_length=129: the backbone has position embeddings for 128 tokens", None),
+    ("report_table_as_best_metric", "classify", lambda w: ["--best_metric=per_class"],
+     "--best_metric: one of accuracy, macro_f1, macro_precision, macro_recall", None),
     ("bad_export_name", "classify", lambda w: ["--export_name=a/b"], "--export_name: use letters, digits", None),
     ("missing_flagfile", "classify", lambda w: [f"--flagfile={w['root']}/nope.cfg"], "nope.cfg", None),
     # Incompatible flags.
@@ -164,6 +176,8 @@ CASES = [
     ("empty_corpus", "pretrain", lambda w: data(f"{w['root']}/blank.txt"), "{root}/blank.txt: empty corpus", None),
     ("objective_the_backbone_lacks", "pretrain", lambda w: ["--objective=causal_lm"],
      "--objective=causal_lm: backbone {tiny} supports mlm", None),
+    ("url_model_dir_without_local_preset_dir", "pretrain", lambda w: ["--model_dir=gs://bucket/run"],
+     "--preset_dir: the preset is written to a local folder", None),
     ("mask_rate_out_of_range", "pretrain", lambda w: ["--mask_rate=0.95"], "--mask_rate", None),
     ("metric_of_a_classifier_for_pretraining", "pretrain", lambda w: ["--best_metric=macro_f1"],
      "--best_metric: one of perplexity, loss, accuracy", None),
@@ -188,6 +202,10 @@ def write_files(root):
     text("long_line.tsv", "sentence\tlabel\n" + "x" * 1_000_000 + "\tpositive\n")
     text("header_only.tsv", "sentence\tlabel\n")
     text("t.en", "one\ntwo\nthree\n")
+    corrupt = bytearray(gzip.compress(b"sentence\tlabel\n" + b"great film\tpositive\n" * 2000))
+    corrupt[30:60] = b"\xff" * 30  # Inside the deflate stream: zlib fails, not the gzip header check.
+    with open(os.path.join(root, "corrupt.tsv.gz"), "wb") as f:
+        f.write(corrupt)
     text("t.de", "eins\nzwei\n")
     text("gap.en", "one\ntwo\n")
     text("gap.de", "eins\n\n")

@@ -44,6 +44,10 @@ def test_empty_corpus_and_bad_rows_are_clear(tmp_path):
     with pytest.raises(UserError, match=r"c\.jsonl:2: missing column 'text'"):
         text_corpus.read_text_corpus(str(tmp_path / "c.jsonl"))
     assert text_corpus.read_text_corpus(str(tmp_path / "c.jsonl"), skip_bad_rows=True).texts == ["ok"]
+    (tmp_path / "notes.md").write_text("a doc\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"notes\.md: cannot tell .* one of csv, tsv, jsonl, text$"):
+        text_corpus.read_text_corpus(str(tmp_path / "notes.md"))
+    assert text_corpus.read_text_corpus(str(tmp_path / "notes.md"), data_format="text").texts == ["a doc"]
 
 
 # -- masking ----------------------------------------------------------------------
@@ -163,6 +167,21 @@ def test_causal_lm_on_tiny_random_gpt2(tmp_path):
     _, reloaded = Seq2SeqTask(Seq2SeqConfig(backbone=path, max_source_length=16, max_target_length=8)).build_model(
         "float32", str(tmp_path / "gen"))
     assert reloaded.special_tokens.end_id == preprocessor.tokenizer.end_token_id
+
+
+def test_causal_lm_counts_as_truncated_only_texts_that_lose_tokens(caplog):
+    text = TEXTS[0]
+    probe = LanguageModelTask(LanguageModelConfig(backbone=backbones.TINY_RANDOM_GPT2, max_seq_length=32))
+    tokens = len(probe.build_model("float32")[1].tokenizer(text))
+    for max_seq_length, truncated in ((tokens + 1, False), (tokens, True)):
+        task = LanguageModelTask(LanguageModelConfig(backbone=backbones.TINY_RANDOM_GPT2, max_seq_length=max_seq_length))
+        _, preprocessor = task.build_model("float32")
+        caplog.clear()
+        inputs = task.build_inputs(text_corpus.TextCorpus([text]), preprocessor, seed=0)
+        _, targets = next(iter(inputs.evaluation(1)))
+        # Whole: start, the tokens and end fill max_seq_length + 1 slots; every next token is a label.
+        assert int(targets["label_weights"].numpy().sum()) == max_seq_length
+        assert ("truncating 1 of 1 texts" in caplog.text) == truncated, (max_seq_length, caplog.text)
 
 
 def test_objective_the_backbone_lacks_is_refused(tiny_preset):

@@ -409,6 +409,10 @@ def test_keras_hub_seq2seq_preset_route(tmp_path):
     assert preprocessor.special_tokens.start_ids == (2, 0)  # BART's `</s><s>` decoder prompt.
     assert not any(v.trainable for v in model.backbone.decoder_transformer_layers[0].weights)
     assert all(v.trainable for v in model.backbone.encoder_transformer_layers[0].weights)
+    # --freeze=embeddings: the encoder's, including the token embedding the two stacks share.
+    for name in ("token_embedding", "encoder_position_embedding"):
+        assert not any(v.trainable for v in model.backbone.get_layer(name).weights), name
+    assert all(v.trainable for v in model.backbone.get_layer("decoder_position_embedding").weights)
     examples = data.Seq2SeqExamples(["airplane at airport"] * 4, ["airport airplane"] * 4, "bart")
     inputs = task.build_inputs(examples, preprocessor)
     features, targets = next(iter(inputs.training(4, seed=0)))

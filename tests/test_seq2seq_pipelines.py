@@ -61,6 +61,19 @@ def test_summarize_on_the_demo_dialogues(tiny_preset, tmp_path):
     assert not os.path.exists(tmp_path / "exports")
 
 
+@pytest.mark.slow  # A decoder-only model through the summarize pipeline (CI: -m slow).
+def test_summarize_a_decoder_only_backbone_drops_only_the_default_no_repeat_ngram_size(tmp_path):
+    gpt2 = [f"--model_dir={tmp_path}/run", "--backbone=tiny_random_gpt2", "--train_steps=2", "--batch_size=8",
+            "--precision=float32", "--decoding=greedy", "--max_source_length=24", "--max_target_length=8",
+            "--mode=train"]
+    result = run_module("pipelines.summarize", *gpt2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rougeLsum" in json.load(open(tmp_path / "run" / "eval_results.json"))
+
+    result = run_module("pipelines.summarize", *gpt2, "--no_repeat_ngram_size=3")
+    assert result.returncode == 1 and "--no_repeat_ngram_size: --backbone=tiny_random_gpt2 is decoder-only" in result.stderr
+
+
 @pytest.mark.large
 @pytest.mark.slow  # About 95 s; CI runs it with -m slow.
 def test_translate_demo_with_the_real_minilm(tmp_path):

@@ -14,7 +14,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from tests.conftest import ROOT, child_env
 from tflm import backbones
 from tflm.errors import UserError
-from tflm.export import CONFIG_FILE, ExportTarget, export_text_classifier, model_server_config
+from tflm.export import CONFIG_FILE, ExportTarget, export_text_classifier, model_server_config, verification
 from tflm.tasks import TextClassificationConfig, TextClassificationTask
 
 LABELS = ["neg", "pos"]
@@ -92,6 +92,19 @@ def test_models_config_lists_every_model_and_keeps_what_the_user_set(tmp_path):
     assert parse_config(root)["sst2"].base_path == "/models/sst2"
 
 
+def test_models_config_of_a_remote_export_root_keeps_its_url(tmp_path):
+    root = "ram://tflm-exports"  # In-memory file system: stands for gs:// here.
+    tf.io.gfile.makedirs(f"{root}/sst2/1")
+    path = model_server_config.update_config(root)
+    config = model_server_config.read_config(path)
+    assert [entry.base_path for entry in config.model_config_list.config] == [f"{root}/sst2"]
+
+
+def test_a_hung_fresh_process_check_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="loading it in a fresh process took over 0.01 s"):
+        verification.run_in_fresh_process(str(tmp_path), timeout=0.01)
+
+
 def test_keep_versions_retires_old_versions_but_never_a_served_one(tmp_path):
     root = str(tmp_path)
     fake_versions(root, "clf", [1, 2, 3, 4, 5])
@@ -155,6 +168,9 @@ def test_predict_cli_reads_texts_and_files_without_model_code(exported, tmp_path
     (["--model={root}/clf"], "no input: give texts as arguments or --input_file"),
     (["--model={root}/clf", "--signature=serve_token_ids", "a"], "--signature=serve_token_ids: takes"),
     (["--model={root}/clf", "--input_file={root}/bad.jsonl"], "{root}/bad.jsonl:2: needs string field(s) ['text']"),
+    (["--model={root}/clf", "--signature=serve_examples", "a"], "--signature=serve_examples rejected texts 1-1: "),
+    (["--model={root}/clf", "--output_file={root}/no/such/dir/out.jsonl", "a"],
+     "--output_file={root}/no/such/dir/out.jsonl: No such file or directory"),
 ])
 def test_predict_cli_errors_name_the_problem(exported, args, message):
     root = exported[0]

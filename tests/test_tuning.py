@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import ROOT, child_env, make_tiny_bert_preset, run_module
+from tflm import metrics
 from tflm.errors import UserError
 from tflm.tuning import model_selection
 from tflm.tuning.search_space import SearchSpace, parse_dimension
@@ -74,7 +75,7 @@ def test_random_search_records_a_failing_trial_goes_on_and_exports_the_best(tiny
     assert os.listdir(tmp_path / "tune" / "hparams")  # TensorBoard HParams logs.
 
 
-# Two real searches; the random-search test below covers the tuner in the default suite. CI runs these (-m slow).
+# The two other tuners, two trials each; CI runs these (-m slow).
 @pytest.mark.slow
 @pytest.mark.parametrize("tuner, space", [
     ("bayesian", "--learning_rate_range=1e-4,1e-2"),
@@ -97,6 +98,23 @@ def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_pa
         assert len({row["learning_rate"] for row in rows}) == 2 and rows[0]["macro_f1"]
         log = (tmp_path / "tune" / "search" / "trial_0" / "pipeline.log").read_text()
         assert "strategy=mirrored (MirroredStrategy, 2 replica(s))" in log
+
+
+@pytest.mark.slow  # Two pretraining trials (~60 s); CI: -m slow.
+def test_a_pretraining_search_ranks_by_lowest_perplexity_and_publishes_the_best_preset(tiny_preset, tmp_path):
+    # --num_epochs_range keeps its default, which --train_steps makes moot: it is not searched.
+    searched_epochs_default = [f for f in NO_SEARCH if not f.startswith("--num_epochs_range")]
+    result = run_module("pipelines.tune", f"--tune_dir={tmp_path}/tune", *searched_epochs_default, "--pipeline=pretrain",
+                        "--max_trials=2", "--learning_rate_range=1e-5,1e-2", "--", f"--backbone={tiny_preset}",
+                        "--train_steps=4", "--batch_size=8", "--max_seq_length=32", "--precision=float32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = results(tmp_path)
+    assert [row["status"] for row in rows] == ["COMPLETED", "COMPLETED"] and "num_epochs" not in rows[0]
+    best = min(rows, key=lambda row: float(row["perplexity"]))
+    assert f"Best trial {best['trial']}: perplexity=" in result.stdout
+    preset = result.stdout.split("Exported the best trial: ")[1].split()[0]
+    assert preset == str(tmp_path / "tune" / "search" / f"trial_{best['trial']}" / "run0" / "preset")
+    assert os.path.isfile(os.path.join(preset, "config.json"))
 
 
 @pytest.mark.slow  # A killed search and a resumed one; CI runs it (-m slow).
@@ -126,7 +144,7 @@ def test_an_interrupted_search_resumes_the_interrupted_trial(tiny_preset, tmp_pa
     assert "Resumed from" in log  # Trial 0 continued from its checkpoint, not from zero.
 
 
-@pytest.mark.slow  # Seven tuner processes; CI runs it (-m slow).
+@pytest.mark.slow  # Nine tuner processes; CI runs it (-m slow).
 def test_bad_tuning_flags_are_one_line_errors(tiny_preset, tmp_path):
     for index, (flags, message) in enumerate([
         (["--tuner=grid"], "--tuner=grid: value should be one of"),
@@ -135,6 +153,8 @@ def test_bad_tuning_flags_are_one_line_errors(tiny_preset, tmp_path):
         (["--tuner=hyperband", "--learning_rate_range=1e-4,1e-3"], "--tuner=hyperband needs --num_epochs_range"),
         (["--dropout_range=0,0.2", "--", "--dropout=0.1"], "--dropout after '--' is also searched"),
         (["--dropout_range=0,0.2", "--", "--model_dir=x"], "--model_dir after '--': the tuner sets it"),
+        (["--num_epochs_range=1,3", "--", "--train_steps=100"],
+         "--num_epochs_range: the trials' --train_steps=100 overrides --num_epochs"),
         (["--dropout_range=0,0.2", "--max_minutes=0.0001"], "(time budget spent"),
         (["--pipeline=translate", "--layer_lr_decay_range=0.7,1"],
          "--layer_lr_decay_range: --pipeline=translate has no --layer_lr_decay flag"),
@@ -189,7 +209,15 @@ def test_ranking_puts_constraint_breakers_after_the_ranked():
                model_selection.CandidateResult("b", metric=0.8, parameters=10, p95_ms=5.0),
                model_selection.CandidateResult("c", metric=0.95, parameters=99, p95_ms=5.0),
                model_selection.CandidateResult("d", status="failed", message="error: x")]
-    ranked = model_selection.rank(results, model_selection.Constraints(max_params=50, max_latency_ms=20))
+    ranked = model_selection.rank(results, model_selection.Constraints(max_params=50, max_latency_ms=20), "max")
     assert [r.backbone for r in ranked] == ["b", "a", "c", "d"]
     assert [r.status for r in ranked] == ["ok", "filtered", "filtered", "failed"]
     assert ranked[1].message == "p95 50.0 ms > --max_latency_ms=20"
+
+
+def test_loss_like_metrics_rank_lowest_first():
+    assert metrics.metric_direction("perplexity") == metrics.metric_direction("eval_loss") == "min"
+    assert metrics.metric_direction("rougeLsum") == metrics.metric_direction("accuracy") == "max"
+    results = [model_selection.CandidateResult("a", metric=30.0), model_selection.CandidateResult("b", metric=12.0)]
+    ranked = model_selection.rank(results, model_selection.Constraints(0, 0), metrics.metric_direction("perplexity"))
+    assert [r.backbone for r in ranked] == ["b", "a"]

@@ -5,6 +5,9 @@ import os
 
 import tensorflow as tf
 
+# Every task's validation report, in its model dir: what a search or selection ranks by.
+EVAL_RESULTS_FILE = "eval_results.json"
+
 
 def write_atomically(path, text):
     """Writes `text` to `path` (any tf.io.gfile path) through a temporary file and a rename.
@@ -16,6 +19,11 @@ def write_atomically(path, text):
     with tf.io.gfile.GFile(temporary, "w") as f:
         f.write(text)
     tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def absolute(path):
+    """A local `path` made absolute; a URL (gs://...) as it is, since os.path would mangle it."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 def write_json(path, value):

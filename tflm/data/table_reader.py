@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import sys
+import zlib
 
 from tflm.errors import UserError
 
@@ -18,21 +19,25 @@ FORMATS = ("csv", "tsv", "jsonl")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def infer_format(path, data_format="auto"):
+def extension(path):
+    """The file's extension, lower case, without the dot and past a `.gz`: "tsv" for "dev.TSV.gz"."""
+    name = path[:-3] if path.endswith(".gz") else path
+    return os.path.splitext(name)[1].lower().lstrip(".")
+
+
+def infer_format(path, data_format="auto", accepted=FORMATS):
+    """The table format of `path`; `accepted`: the --data_format values the caller takes, for the message."""
     if data_format != "auto":
         if data_format not in FORMATS:
             raise UserError(f"--data_format={data_format}: expected auto or one of {FORMATS}")
         return data_format
-    name = path[:-3] if path.endswith(".gz") else path
-    extension = os.path.splitext(name)[1].lower().lstrip(".")
-    if extension == "json":
-        extension = "jsonl"
-    if extension not in FORMATS:
+    found = "jsonl" if extension(path) == "json" else extension(path)
+    if found not in FORMATS:
         raise UserError(
             f"{path}: cannot tell the format from the extension; "
-            f"set --data_format to one of {FORMATS}"
+            f"set --data_format to one of {', '.join(accepted)}"
         )
-    return extension
+    return found
 
 
 def check_data_file(path):
@@ -52,6 +57,10 @@ def _open_binary(path):
 
 def decoded_lines(path, encoding):
     """Yields text lines; a decode error names the file and line."""
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise UserError(f"--encoding={encoding}: unknown encoding") from None
     with _open_binary(path) as f:
         try:
             for number, raw in enumerate(f, start=1):
@@ -63,11 +72,11 @@ def decoded_lines(path, encoding):
                         f"(byte {raw[e.start]:#04x} at column {e.start + 1}); "
                         "set --encoding (e.g. latin-1)"
                     ) from None
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             raise UserError(f"{path}: read failed ({e})") from None
 
 
-def read_rows(path, data_format="auto", header=True, encoding="utf-8"):
+def read_rows(path, data_format="auto", header=True, encoding="utf-8", accepted=FORMATS):
     """Yields (line_number, row) for each data row of `path`.
 
     Args:
@@ -75,13 +84,10 @@ def read_rows(path, data_format="auto", header=True, encoding="utf-8"):
       data_format: auto (from the extension), csv, tsv or jsonl.
       header: for csv/tsv, whether the first line names the columns.
       encoding: text encoding of the file.
+      accepted: the --data_format values the caller takes, named when the extension is unknown.
     """
-    try:
-        "".encode(encoding)
-    except LookupError:
-        raise UserError(f"--encoding={encoding}: unknown encoding") from None
     check_data_file(path)
-    data_format = infer_format(path, data_format)
+    data_format = infer_format(path, data_format, accepted)
     lines = decoded_lines(path, encoding)
     if data_format == "jsonl":
         yield from _jsonl_rows(path, lines)

@@ -9,7 +9,6 @@ Several specs may be joined with commas; their texts are concatenated.
 """
 
 import dataclasses
-import os
 
 from tflm.data import table_reader
 from tflm.data import tfds_source
@@ -35,8 +34,7 @@ class TextCorpus:
 def _is_plain_text(path, data_format):
     if data_format != "auto":
         return data_format == "text"
-    name = path[:-3] if path.endswith(".gz") else path
-    return os.path.splitext(name)[1].lower() == ".txt"
+    return table_reader.extension(path) == "txt"
 
 
 def _rows(spec, text_field, data_format, header, encoding, split):
@@ -48,7 +46,8 @@ def _rows(spec, text_field, data_format, header, encoding, split):
         # Blank lines are paragraph breaks in plain text, not bad rows.
         rows = ((n, {"text": line.rstrip("\r\n")}) for n, line in enumerate(lines, start=1) if line.strip())
         return rows, spec, "text"
-    return table_reader.read_rows(spec, data_format, header, encoding), spec, text_field
+    return (table_reader.read_rows(spec, data_format, header, encoding, table_reader.FORMATS + ("text",)), spec,
+            text_field)
 
 
 def read_text_corpus(specs, text_field="text", data_format="auto", header=True, encoding="utf-8",

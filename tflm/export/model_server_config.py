@@ -16,6 +16,7 @@ from absl import logging
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from tflm import run_files
 from tflm.errors import UserError
 from tflm.export.saved_model_versions import existing_versions
 
@@ -61,11 +62,8 @@ def update_config(export_root, base_path=""):
         if entry is None:
             entry = config.model_config_list.config.add(name=name, model_platform="tensorflow")
             entry.model_version_policy.latest.num_versions = 1
-        entry.base_path = os.path.join(base_path or os.path.abspath(export_root), name)
-    staging = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with tf.io.gfile.GFile(staging, "w") as f:
-        f.write(text_format.MessageToString(config))
-    tf.io.gfile.rename(staging, path, overwrite=True)
+        entry.base_path = os.path.join(base_path or run_files.absolute(export_root), name)
+    run_files.write_atomically(path, text_format.MessageToString(config))
     return path
 
 

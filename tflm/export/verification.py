@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 from absl import logging
 
+from tflm import run_files
 from tflm.errors import UserError
 from tflm.export import warmup_requests
 
@@ -28,16 +29,19 @@ def run_in_fresh_process(export_dir, requests=(), timeout=600):
     # The script's folder would otherwise be sys.path[0]; keep tflm unreachable.
     env.pop("PYTHONPATH", None)
     # The check runs in a scratch folder, where a relative path (the default --export_dir) means nothing.
-    export_dir = os.path.abspath(export_dir)
+    export_dir = run_files.absolute(export_dir)
     with tempfile.TemporaryDirectory() as scratch:
         record_files = []
         if requests:
             record_files.append(os.path.join(scratch, "requests.tfrecord"))
             warmup_requests.write_requests(record_files[0], "check", requests)
-        completed = subprocess.run(
-            [sys.executable, _SCRIPT, export_dir, *record_files],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch,
-        )
+        try:
+            completed = subprocess.run(
+                [sys.executable, _SCRIPT, export_dir, *record_files],
+                capture_output=True, text=True, timeout=timeout, env=env, cwd=scratch,
+            )
+        except subprocess.TimeoutExpired:
+            raise UserError(f"export {export_dir}: loading it in a fresh process took over {timeout} s") from None
     for line in completed.stdout.splitlines():
         if line.startswith("FRESH_PROCESS_RESULT "):
             return json.loads(line[len("FRESH_PROCESS_RESULT "):])
@@ -54,8 +58,11 @@ _SHOW = ("import sys, tensorflow_text\n"  # The graphs' tokenizer ops must be re
 def saved_model_cli_show(export_dir, timeout=600):
     """The text of `saved_model_cli show --dir export_dir --all`, run in a fresh process with tensorflow-text."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    completed = subprocess.run([sys.executable, "-c", _SHOW, export_dir], capture_output=True, text=True,
-                               timeout=timeout, env=env)
+    try:
+        completed = subprocess.run([sys.executable, "-c", _SHOW, export_dir], capture_output=True, text=True,
+                                   timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"export {export_dir}: saved_model_cli show took over {timeout} s") from None
     if completed.returncode:
         tail = (completed.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"export {export_dir}: saved_model_cli show failed: {tail}")

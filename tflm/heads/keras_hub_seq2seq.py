@@ -45,13 +45,20 @@ def load_keras_hub_seq2seq(preset, task_cls, dtype, max_source_length, max_targe
 
 
 def freezable_parts(model):
-    """(encoder, decoder) views of a KerasHub seq2seq backbone for `apply_freeze`."""
-    backbone = model.backbone
+    """(encoder, decoder) views of a KerasHub seq2seq backbone for `apply_freeze`.
 
-    def part(prefix, blocks):
-        layers = [l for l in backbone.layers if l.name.startswith(prefix) and "embedding" in l.name]
+    A token embedding both stacks share (BART's `token_embedding`) belongs to
+    the encoder part, which reads it first: --freeze=embeddings freezes it, and
+    with it the decoder's input and tied output embedding.
+    """
+    backbone = model.backbone
+    embeddings = [l for l in backbone.layers if "embedding" in l.name]
+    shared = [l for l in embeddings if not l.name.startswith(("encoder", "decoder"))]
+
+    def part(prefix, blocks, extra=()):
+        layers = list(extra) + [l for l in embeddings if l.name.startswith(prefix)]
         weights = [w for layer in layers + list(blocks) for w in layer.weights]
         return types.SimpleNamespace(transformer_layers=list(blocks), layers=layers, weights=weights)
 
-    return (part("encoder", backbone.encoder_transformer_layers),
+    return (part("encoder", backbone.encoder_transformer_layers, shared),
             part("decoder", backbone.decoder_transformer_layers))

@@ -2,6 +2,9 @@
 
 import numpy as np
 
+# The report's scalar quality metrics: what --best_metric and a search can rank by.
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
+
 
 def classification_report(label_ids, predicted_ids, label_names):
     """Computes classification metrics from integer ids.

@@ -29,7 +29,6 @@ from tflm.metrics import perplexity
 from tflm.training import losses
 from tflm.data.data_reading import DataReading
 
-EVAL_RESULTS_FILE = "eval_results.json"
 INITIAL_EVAL_FILE = "eval_before_training.json"
 
 
@@ -72,8 +71,10 @@ class LanguageModelTask:
                             lengths=preprocessor.tokenizer(texts).row_lengths())
 
         arrays = data.run_in_batches(run, [corpus.texts])
-        # Both packings add two special tokens ([CLS]/[SEP], or start/end).
-        truncated = int((arrays.pop("lengths") > self.config.max_seq_length - 2).sum())
+        # Both packings add two special tokens ([CLS]/[SEP], or start/end); the
+        # causal one packs max_seq_length + 1 and shifts by one for the labels.
+        room = self.config.max_seq_length - (2 if self.objective == "mlm" else 1)
+        truncated = int((arrays.pop("lengths") > room).sum())
         if truncated:
             logging.warning("%s: truncating %d of %d texts to --max_seq_length=%d tokens", corpus.source,
                             truncated, len(corpus), self.config.max_seq_length)
@@ -92,6 +93,7 @@ class LanguageModelTask:
         self.objective = keras_hub_language_model.resolve_objective(preset, c.objective)
         model, preprocessor = keras_hub_language_model.load_language_model(
             preset, self.objective, precision, c.max_seq_length)
+        backbones.check_sequence_length(model.backbone, c.max_seq_length, "--max_seq_length")
         if self.objective == "mlm":
             tokenizer = preprocessor.tokenizer
             if getattr(tokenizer, "mask_token_id", None) is None:
@@ -130,7 +132,7 @@ class LanguageModelTask:
         return perplexity.language_model_report(*totals), None
 
     @staticmethod
-    def write_eval_results(model_dir, report, file_name=EVAL_RESULTS_FILE):
+    def write_eval_results(model_dir, report, file_name=run_files.EVAL_RESULTS_FILE):
         tf.io.gfile.makedirs(model_dir)
         run_files.write_json(os.path.join(model_dir, file_name), report)
 
@@ -147,16 +149,20 @@ class LanguageModelTask:
         staging = f"{directory}.staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(os.path.dirname(directory), exist_ok=True)
-        if self.objective == "causal_lm":
-            model.preprocessor = preprocessor  # Saved with the task; training feeds features directly.
-            try:
+        try:
+            if self.objective == "causal_lm":
+                model.preprocessor = preprocessor  # Saved with the task; training feeds features directly.
+                try:
+                    model.save_to_preset(staging)
+                finally:
+                    model.preprocessor = None
+            else:
                 model.save_to_preset(staging)
-            finally:
-                model.preprocessor = None
-        else:
-            model.save_to_preset(staging)
-            preprocessor.save_to_preset(staging)
-        self._verify_preset(model.backbone, preprocessor, staging, sample_texts)
+                preprocessor.save_to_preset(staging)
+            self._verify_preset(model.backbone, preprocessor, staging, sample_texts)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # Half a preset helps no one.
+            raise
         if os.path.exists(directory):
             retired = f"{directory}.old-{os.getpid()}"
             os.rename(directory, retired)

@@ -32,11 +32,21 @@ from tflm.metrics import generation_metrics
 from tflm.training import losses
 from tflm.data.data_reading import DataReading
 
-EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
 # auto: learned for an encoder backbone, the model's own for a KerasHub
 # seq2seq or causal model (translate's default, so one command works with both).
 TARGET_VOCABULARIES = ("auto", "source", "sentencepiece")
+
+
+def _model_route(preset):
+    """(KerasHub Seq2SeqLM class or None, whether the preset is a decoder-only causal LM)."""
+    hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
+    return hub_cls, hub_cls is None and keras_hub_language_model.supported_objectives(preset) == ["causal_lm"]
+
+
+def is_decoder_only(backbone):
+    """Whether `backbone` (a --backbone value) is a causal LM: one stack, decoded by KerasHub's samplers."""
+    return _model_route(backbones.resolve_backbone(backbone))[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +115,7 @@ class Seq2SeqTask:
         """
         c = self.config
         preset = backbones.resolve_backbone(c.backbone)
-        hub_cls = keras_hub_seq2seq.seq2seq_lm_class(preset)
-        decoder_only = hub_cls is None and keras_hub_language_model.supported_objectives(preset) == ["causal_lm"]
+        hub_cls, decoder_only = _model_route(preset)
         if hub_cls is not None or decoder_only:
             if c.target_vocabulary == "sentencepiece" or c.decoder_layers or c.cross_attention_init != "auto":
                 raise UserError(
@@ -122,15 +131,24 @@ class Seq2SeqTask:
                                 "KerasHub's samplers, which have no such option")
             model, hub_preprocessor = keras_hub_language_model.load_language_model(
                 preset, "causal_lm", precision, c.max_source_length + c.max_target_length)
+            backbones.check_sequence_length(model.backbone, c.max_source_length + c.max_target_length,
+                                            "--max_source_length + --max_target_length")
             preprocessor = PromptCompletionPreprocessor(hub_preprocessor.tokenizer, c.max_source_length,
                                                         c.max_target_length)
             encoder_part, decoder_part = model.backbone, None
         elif hub_cls is not None:
             model, preprocessor = keras_hub_seq2seq.load_keras_hub_seq2seq(
                 preset, hub_cls, precision, c.max_source_length, c.max_target_length)
+            for flag, length in (("--max_source_length", c.max_source_length),
+                                 ("--max_target_length", c.max_target_length)):
+                backbones.check_sequence_length(model.backbone, length, flag)
             encoder_part, decoder_part = keras_hub_seq2seq.freezable_parts(model)
         else:
             backbone, preset = backbones.load_backbone(c.backbone, dtype=precision)
+            # The warm-started decoder reuses the encoder's position embeddings.
+            for flag, length in (("--max_source_length", c.max_source_length),
+                                 ("--max_target_length", c.max_target_length)):
+                backbones.check_sequence_length(backbone, length, flag)
             import keras_hub
 
             source_tokenizer = backbones.load_preprocessor(
@@ -190,7 +208,7 @@ class Seq2SeqTask:
     @staticmethod
     def write_eval_results(model_dir, report, examples, predictions):
         tf.io.gfile.makedirs(model_dir)
-        run_files.write_json(os.path.join(model_dir, EVAL_RESULTS_FILE), report)
+        run_files.write_json(os.path.join(model_dir, run_files.EVAL_RESULTS_FILE), report)
         run_files.write_json_lines(os.path.join(model_dir, PREDICTIONS_FILE), (
             {"source": source, "reference": reference, "prediction": prediction}
             for source, reference, prediction in zip(examples.sources, examples.targets, predictions)))

@@ -22,7 +22,6 @@ from tflm import metrics
 from tflm.errors import UserError
 from tflm.data.data_reading import DataReading
 
-EVAL_RESULTS_FILE = "eval_results.json"
 PREDICTIONS_FILE = "eval_predictions.jsonl"
 
 
@@ -97,6 +96,7 @@ class TextClassificationTask:
     # -- model -------------------------------------------------------------
     def build_model(self, backbone, num_classes):
         """Classifier on `backbone` with the configured layers frozen."""
+        backbones.check_sequence_length(backbone, self.config.max_seq_length, "--max_seq_length")
         spec = backbones.FreezeSpec.parse(self.config.freeze)
         backbones.apply_freeze(backbone, spec)
         model = heads.build_text_classifier(backbone, num_classes, self.config.dropout, self.config.pooling)
@@ -154,7 +154,7 @@ class TextClassificationTask:
     def write_eval_results(model_dir, report, examples, probabilities, label_vocabulary):
         """Writes eval_results.json and one JSON line of prediction per example."""
         tf.io.gfile.makedirs(model_dir)
-        run_files.write_json(os.path.join(model_dir, EVAL_RESULTS_FILE), report)
+        run_files.write_json(os.path.join(model_dir, run_files.EVAL_RESULTS_FILE), report)
         run_files.write_json_lines(os.path.join(model_dir, PREDICTIONS_FILE), ({
             "text": [column[i] for column in examples.texts],
             "label": examples.labels[i],

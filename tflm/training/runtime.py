@@ -72,13 +72,15 @@ def get_distribution_strategy(strategy="default", num_gpus=0, tpu="", tpu_zone="
       strategy: one of STRATEGIES. `default` is the no-op strategy (one
         device); `mirrored` uses all local GPUs, or every logical CPU device
         when there is no GPU; `multi_worker_mirrored` reads TF_CONFIG.
-      num_gpus: GPUs for `one_device` / `mirrored` (0: all visible GPUs).
+      num_gpus: GPUs for `mirrored` (0: all visible GPUs); `one_device` takes the first.
       tpu, tpu_zone, gcp_project: where the TPU is, for `tpu`.
     """
     if strategy not in STRATEGIES:
         raise UserError(f"--strategy={strategy}: expected one of {STRATEGIES}")
     if num_gpus < 0:
         raise UserError(f"--num_gpus={num_gpus}: must be >= 0")
+    if num_gpus > 1 and strategy != "mirrored":
+        raise UserError(f"--num_gpus={num_gpus} needs --strategy=mirrored (the only strategy it applies to)")
     # Physical, not logical, devices: listing logical ones initialises
     # TensorFlow, after which collectives can no longer be configured.
     visible_gpus = len(tf.config.list_physical_devices("GPU"))
@@ -223,8 +225,8 @@ def resolve_precision(precision, strategy):
 JIT_COMPILE = ("auto", "true", "false")
 
 
-def resolve_jit_compile(setting, strategy):
-    """Whether the training step is XLA-compiled; `auto` uses what measured fastest.
+def resolve_jit_compile(setting):
+    """Whether the training step is XLA-compiled; `auto` is off, as measured fastest on CPU.
 
     On CPU, XLA trained slower than TensorFlow's own kernels with oneDNN in
     every setting measured (benchmarks/README.md, "Training throughput"); on
@@ -233,9 +235,7 @@ def resolve_jit_compile(setting, strategy):
     """
     if setting not in JIT_COMPILE:
         raise UserError(f"--jit_compile={setting}: expected one of {JIT_COMPILE}")
-    if setting != "auto":
-        return setting == "true"
-    return False
+    return setting == "true"
 
 
 def set_up_runtime(config):

@@ -4,7 +4,7 @@ Task-agnostic: it gets a model, an optimizer, a per-example loss function, a
 dataset of (features, targets) and an `evaluate` callable returning a metrics
 dict. It follows Model Garden's Orbit loop rather than `Model.fit` because it
 must resume mid-epoch (the data iterator position is in the checkpoint), and
-because Keras 3.15's `fit` trips over tf.distribute (see STACK_NOTES).
+because Keras 3.15's `fit` trips over tf.distribute.
 """
 
 import dataclasses
@@ -25,6 +25,7 @@ from tflm import run_files
 from tflm.errors import Preempted
 from tflm.errors import TrainingDiverged
 from tflm.errors import UserError
+from tflm.metrics.metric_direction import metric_direction
 from tflm.training import optimization
 from tflm.training import runtime
 
@@ -53,8 +54,7 @@ class TrainerConfig:
 
     @property
     def best_metric_mode(self):
-        lower_is_better = ("loss", "perplexity", "error")
-        return "min" if any(s in self.best_metric for s in lower_is_better) else "max"
+        return metric_direction(self.best_metric)
 
 
 def checkpoint_dir(model_dir):

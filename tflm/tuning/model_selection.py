@@ -11,8 +11,12 @@ import os
 
 import tensorflow as tf
 
-from tflm.export.serving_latency import serving_latency
+from tflm import run_files
 from tflm.export.saved_model_export import METADATA_FILE
+from tflm.export.saved_model_versions import existing_versions
+from tflm.export.serving_latency import serving_latency
+from tflm.training.trainer import TRAIN_STATS_FILE
+from tflm.training.trainer import latest_checkpoint
 from tflm.tuning import pipeline_runs
 
 
@@ -63,14 +67,14 @@ def evaluate_candidate(pipeline, backbone, pipeline_flags, work_dir, objective, 
     tf.io.gfile.makedirs(work_dir)
     flags = list(pipeline_flags) + [f"--backbone={backbone}", f"--model_dir={result.model_dir}",
                                     f"--export_dir={export_root}", "--export_name=candidate"]
-    run = pipeline_runs.run_pipeline(pipeline, flags + ["--mode=train"], log_path,
+    run = pipeline_runs.run_pipeline_process(pipeline, flags + ["--mode=train"], log_path,
                                      timeout=max_train_minutes * 60 or None)
     result.train_minutes = run.seconds / 60
     result.peak_memory_mb = run.peak_memory_mb
     if not run.ok and not run.timed_out:
         result.status, result.message = "failed", run.message
         return result
-    if run.timed_out and not tf.train.latest_checkpoint(os.path.join(result.model_dir, "checkpoints")):
+    if run.timed_out and not latest_checkpoint(result.model_dir):
         result.status = "failed"
         result.message = (f"--max_train_minutes={max_train_minutes:g} ended before the first checkpoint "
                           "(too small a budget for even a few steps)")
@@ -78,20 +82,20 @@ def evaluate_candidate(pipeline, backbone, pipeline_flags, work_dir, objective, 
     # A run stopped by the budget has not evaluated its final weights: evaluate
     # the best (else latest) checkpoint, then export it, as the pipeline would.
     for mode in ("eval", "export") if run.timed_out else ("export",):
-        step = pipeline_runs.run_pipeline(pipeline, flags + [f"--mode={mode}"], log_path)
+        step = pipeline_runs.run_pipeline_process(pipeline, flags + [f"--mode={mode}"], log_path)
         result.peak_memory_mb = max(result.peak_memory_mb, step.peak_memory_mb)
         if not step.ok:
             result.status, result.message = "failed", f"--mode={mode}: {step.message}"
             return result
-    with tf.io.gfile.GFile(os.path.join(result.model_dir, "eval_results.json")) as f:
+    with tf.io.gfile.GFile(os.path.join(result.model_dir, run_files.EVAL_RESULTS_FILE)) as f:
         result.metric = float(json.load(f)[objective])
-    stats_path = os.path.join(result.model_dir, "train_stats.json")
+    stats_path = os.path.join(result.model_dir, TRAIN_STATS_FILE)
     if tf.io.gfile.exists(stats_path):
         with tf.io.gfile.GFile(stats_path) as f:
             steps_per_second = json.load(f)["steps_per_second"]
         result.train_examples_per_second = steps_per_second and steps_per_second * batch_size
-    versions = [v for v in tf.io.gfile.listdir(os.path.join(export_root, "candidate")) if v.strip("/").isdigit()]
-    result.export_path = os.path.join(export_root, "candidate", max(versions, key=lambda v: int(v.strip("/"))))
+    candidate_root = os.path.join(export_root, "candidate")
+    result.export_path = os.path.join(candidate_root, str(existing_versions(candidate_root)[-1]))
     with tf.io.gfile.GFile(os.path.join(result.export_path, METADATA_FILE)) as f:
         result.parameters = json.load(f)["parameters"]
     result.savedmodel_mb = _directory_mb(result.export_path)
@@ -101,7 +105,7 @@ def evaluate_candidate(pipeline, backbone, pipeline_flags, work_dir, objective, 
     return result
 
 
-def rank(results, constraints, direction="max"):
+def rank(results, constraints, direction):
     """Marks constraint violations as filtered; returns the results best first (ok ones, then the rest)."""
     for result in results:
         if result.status == "ok":

@@ -13,18 +13,23 @@ import sys
 import time
 
 from tflm.errors import UserError
+from tflm.metrics.classification_metrics import CLASSIFICATION_METRICS
 from tflm.metrics.generation_metrics import GENERATION_METRICS
 from tflm.metrics.perplexity import LANGUAGE_MODEL_METRICS
 
 PIPELINES = {"classify": "pipelines.classify", "translate": "pipelines.translate",
              "summarize": "pipelines.summarize", "generate_text": "pipelines.generate_text",
              "pretrain": "pipelines.pretrain"}
+# Pipelines whose export is a SavedModel (pretrain's is a KerasHub preset, which serves nothing).
+SERVING_PIPELINES = tuple(p for p in PIPELINES if p != "pretrain")
 # Metrics each pipeline writes to eval_results.json that a search or selection can rank by.
-METRICS = {"classify": ("accuracy", "macro_f1", "macro_precision", "macro_recall"),
+METRICS = {"classify": CLASSIFICATION_METRICS,
            "translate": GENERATION_METRICS, "summarize": GENERATION_METRICS, "generate_text": GENERATION_METRICS,
            "pretrain": LANGUAGE_MODEL_METRICS}
 DEFAULT_METRIC = {"classify": "accuracy", "translate": "bleu", "summarize": "rougeLsum", "generate_text": "rougeL",
                   "pretrain": "perplexity"}
+# The line a pipeline prints with the path of what it exported (a SavedModel, or pretrain's preset).
+EXPORTED = "Exported and verified "
 # How long a run may take to checkpoint and exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 120
 
@@ -65,7 +70,7 @@ def passed_flags(pipeline_flags, owner, owned, hint=""):
     return values
 
 
-def run_pipeline(pipeline, flags, log_path, timeout=None):
+def run_pipeline_process(pipeline, flags, log_path, timeout=None):
     """Runs `python -m pipelines.<pipeline> flags`, appending its output to `log_path`.
 
     At `timeout` seconds the run gets SIGTERM, on which a training pipeline
@@ -97,12 +102,12 @@ def run_pipeline(pipeline, flags, log_path, timeout=None):
 
 def export_run(pipeline, flags, model_dir, log_path):
     """Exports the weights of the run in `model_dir` with the pipeline's --mode=export; returns the version folder."""
-    result = run_pipeline(pipeline, list(flags) + [f"--model_dir={model_dir}", "--mode=export"], log_path)
+    result = run_pipeline_process(pipeline, list(flags) + [f"--model_dir={model_dir}", "--mode=export"], log_path)
     if not result.ok:
         raise UserError(f"exporting {model_dir} failed: {result.message}")
     with open(log_path) as f:
-        published = [line for line in f if line.startswith("Exported and verified ")]
-    return published[-1][len("Exported and verified "):].strip()
+        published = [line for line in f if line.startswith(EXPORTED)]
+    return published[-1][len(EXPORTED):].strip()
 
 
 def _last_message(log_path):

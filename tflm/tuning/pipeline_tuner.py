@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 from keras_tuner.src.engine import base_tuner
 
+from tflm import run_files
 from tflm.tuning import pipeline_runs
 from tflm.tuning.search_space import SearchSpace
 
@@ -75,7 +76,7 @@ class PipelineTuner(base_tuner.BaseTuner):
             remaining = self.deadline - time.time()
             if remaining <= 0:
                 raise BudgetSpent("time budget spent")
-            result = pipeline_runs.run_pipeline(
+            result = pipeline_runs.run_pipeline_process(
                 self.pipeline, flags + [f"--model_dir={model_dir}", "--mode=train",
                                         f"--seed={self.seed + execution}"],
                 os.path.join(trial_dir, "pipeline.log"), timeout=remaining)
@@ -88,7 +89,7 @@ class PipelineTuner(base_tuner.BaseTuner):
             if not result.ok:
                 self._write_trial_record(trial_dir, seconds, memory, result.message)
                 raise keras_tuner.errors.FailedTrialError(result.message or f"exit status {result.returncode}")
-            with tf.io.gfile.GFile(os.path.join(model_dir, "eval_results.json")) as f:
+            with tf.io.gfile.GFile(os.path.join(model_dir, run_files.EVAL_RESULTS_FILE)) as f:
                 report = json.load(f)
             if objective not in report:
                 raise keras_tuner.errors.FatalError(
