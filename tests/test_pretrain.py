@@ -174,7 +174,8 @@ def test_causal_lm_counts_as_truncated_only_texts_that_lose_tokens(caplog):
     probe = LanguageModelTask(LanguageModelConfig(backbone=backbones.TINY_RANDOM_GPT2, max_seq_length=32))
     tokens = len(probe.build_model("float32")[1].tokenizer(text))
     for max_seq_length, truncated in ((tokens + 1, False), (tokens, True)):
-        task = LanguageModelTask(LanguageModelConfig(backbone=backbones.TINY_RANDOM_GPT2, max_seq_length=max_seq_length))
+        config = LanguageModelConfig(backbone=backbones.TINY_RANDOM_GPT2, max_seq_length=max_seq_length)
+        task = LanguageModelTask(config)
         _, preprocessor = task.build_model("float32")
         caplog.clear()
         inputs = task.build_inputs(text_corpus.TextCorpus([text]), preprocessor, seed=0)

@@ -71,7 +71,8 @@ def test_summarize_a_decoder_only_backbone_drops_only_the_default_no_repeat_ngra
     assert "rougeLsum" in json.load(open(tmp_path / "run" / "eval_results.json"))
 
     result = run_module("pipelines.summarize", *gpt2, "--no_repeat_ngram_size=3")
-    assert result.returncode == 1 and "--no_repeat_ngram_size: --backbone=tiny_random_gpt2 is decoder-only" in result.stderr
+    assert result.returncode == 1
+    assert "--no_repeat_ngram_size: --backbone=tiny_random_gpt2 is decoder-only" in result.stderr
 
 
 @pytest.mark.large

@@ -103,8 +103,8 @@ def test_bayesian_and_hyperband_run_two_trials(tuner, space, tiny_preset, tmp_pa
 @pytest.mark.slow  # Two pretraining trials (~60 s); CI: -m slow.
 def test_a_pretraining_search_ranks_by_lowest_perplexity_and_publishes_the_best_preset(tiny_preset, tmp_path):
     # --num_epochs_range keeps its default, which --train_steps makes moot: it is not searched.
-    searched_epochs_default = [f for f in NO_SEARCH if not f.startswith("--num_epochs_range")]
-    result = run_module("pipelines.tune", f"--tune_dir={tmp_path}/tune", *searched_epochs_default, "--pipeline=pretrain",
+    default_epoch_range = [f for f in NO_SEARCH if not f.startswith("--num_epochs_range")]
+    result = run_module("pipelines.tune", f"--tune_dir={tmp_path}/tune", *default_epoch_range, "--pipeline=pretrain",
                         "--max_trials=2", "--learning_rate_range=1e-5,1e-2", "--", f"--backbone={tiny_preset}",
                         "--train_steps=4", "--batch_size=8", "--max_seq_length=32", "--precision=float32")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -54,7 +54,11 @@ def tiny_random_gpt2_preset():
         os.makedirs(os.path.dirname(path), exist_ok=True)
         # Written beside and renamed, so concurrent first uses never see half a preset.
         staging = tempfile.mkdtemp(prefix=f".{TINY_RANDOM_GPT2}-", dir=os.path.dirname(path))
-        write_tiny_random_gpt2(staging)
+        try:
+            write_tiny_random_gpt2(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         try:
             os.rename(staging, path)
         except OSError:  # Another process finished first.

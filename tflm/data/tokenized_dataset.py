@@ -71,8 +71,11 @@ def bucketed_length(mask, bucket_width):
     return tf.maximum(length, 1)
 
 
-def trim_to_longest_row(features, mask_key, bucket_width=16):
-    """Cuts every feature of a batch to its longest row (see `bucketed_length`); short requests run fast."""
+def trim_to_bucketed_length(features, mask_key, bucket_width=16):
+    """Cuts every feature of a batch to its longest row rounded up to `bucket_width` (see `bucketed_length`).
+
+    Short requests run fast, and the few lengths keep retracing small.
+    """
     length = bucketed_length(features[mask_key], bucket_width)
     return {k: v[:, :length] for k, v in features.items()}
 

@@ -21,7 +21,7 @@ import functools
 import tensorflow as tf
 
 from tflm.backbones import fast_kernels
-from tflm.data.tokenized_dataset import trim_to_longest_row
+from tflm.data.tokenized_dataset import trim_to_bucketed_length
 
 EXAMPLES_INPUT = "examples"
 
@@ -188,4 +188,4 @@ def token_features(preprocessor, inputs):
     """Tokenizes with a KerasHub classifier preprocessor, casts to int32, trims padding."""
     features = preprocessor(x=inputs)  # By keyword: a positional tuple means (x, y).
     features = {k: tf.cast(v, tf.int32) for k, v in features.items()}
-    return trim_to_longest_row(features, "padding_mask", SERVING_BUCKET_WIDTH)
+    return trim_to_bucketed_length(features, "padding_mask", SERVING_BUCKET_WIDTH)

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tflm.data.tokenized_dataset import SequenceGroup
-from tflm.data.tokenized_dataset import trim_to_longest_row
+from tflm.data.tokenized_dataset import trim_to_bucketed_length
 from tflm.generation import decoding
 from tflm.generation.decoding import SpecialTokens
 
@@ -75,7 +75,7 @@ class Seq2SeqPreprocessor(keras.layers.Layer):
 
     def encode_prompts(self, texts):
         """Encoder features for generation, cut to the batch's longest source."""
-        return trim_to_longest_row(self.encode_sources(texts), "encoder_padding_mask")
+        return trim_to_bucketed_length(self.encode_sources(texts), "encoder_padding_mask")
 
     # Inputs of the export's token-id signature: the packed encoder input.
     prompt_id_inputs = ("encoder_token_ids", "encoder_padding_mask")
