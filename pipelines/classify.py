@@ -164,7 +164,7 @@ def training_examples(task, model, examples, labels, preprocessor, model_dir):
     n = len(selected)
     result = ClassificationExamples(
         [column + [text for a in augmented for text in a.texts[k][n:]] for k, column in enumerate(selected.texts)],
-        selected.labels + [label for a in augmented for label in a.labels[n:]], source=selected.source)
+        selected.labels + [label for a in augmented for label in a.labels[n:]], origin=selected.origin)
     logging.info("Training on %d examples: %d of the %d read, %d augmented", len(result), n, len(examples),
                  len(result) - n)
     return result

@@ -84,12 +84,12 @@ def test_unchanged_and_empty_texts_are_dropped_and_output_uses_single_spaces():
 
 def test_classification_examples_copy_labels_and_second_text(caplog):
     examples = ClassificationExamples([TEXTS[:20], [f"second {i}" for i in range(20)]],
-                                      [str(i % 3) for i in range(20)], source="train.tsv")
+                                      [str(i % 3) for i in range(20)], origin="train.tsv")
     with caplog.at_level(logging.INFO, logger="absl"):
         augmented = augment_classification_examples(examples, AugmentConfig(copies=2, rate=0.3))
     added = len(augmented) - len(examples)
     assert added > 0 and f"added {added} examples" in caplog.text
-    assert augmented.source == "train.tsv" and len(augmented.texts) == 2
+    assert augmented.origin == "train.tsv" and len(augmented.texts) == 2
     assert augmented.texts[0][:20] == examples.texts[0] and augmented.labels[:20] == examples.labels
     _, index = augment_texts(examples.texts[0], AugmentConfig(copies=2, rate=0.3))
     assert augmented.labels[20:] == [examples.labels[i] for i in index]
@@ -144,12 +144,12 @@ def test_back_translate_round_trips_in_order(exports):
 
 def test_back_translated_examples_drop_unchanged_paraphrases(exports, caplog):
     examples = ClassificationExamples([["Good plot", "Bad plot", "good good"], ["x", "y", "z"]], ["1", "0", "1"],
-                                      source="pairs.tsv")
+                                      origin="pairs.tsv")
     with caplog.at_level(logging.INFO, logger="absl"):
         augmented = back_translate_classification_examples(examples, *exports)
     assert augmented.texts == [["Good plot", "Bad plot", "good good", "fine plot", "fine fine"],
                                ["x", "y", "z", "x", "z"]]
-    assert augmented.labels == ["1", "0", "1", "1", "1"] and augmented.source == "pairs.tsv"
+    assert augmented.labels == ["1", "0", "1", "1", "1"] and augmented.origin == "pairs.tsv"
     assert "added 2 paraphrases" in caplog.text
 
 

@@ -148,4 +148,4 @@ def augment_classification_examples(examples, config):
     labels = examples.labels + [examples.labels[i] for i in source_index]
     logging.info("Augmentation (%s, rate %g, %d copies) added %d examples to %d", ",".join(config.operations),
                  config.rate, config.copies, len(new_texts), len(examples))
-    return ClassificationExamples(texts, labels, source=examples.source)
+    return ClassificationExamples(texts, labels, origin=examples.origin)

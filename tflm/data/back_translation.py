@@ -64,4 +64,4 @@ def back_translate_classification_examples(examples, forward_export, backward_ex
     labels = examples.labels + [examples.labels[i] for i in kept]
     logging.info("Back-translation added %d paraphrases to %d examples (%d dropped as empty or unchanged)",
                  len(kept), len(examples), len(examples) - len(kept))
-    return ClassificationExamples(texts, labels, source=examples.source)
+    return ClassificationExamples(texts, labels, origin=examples.origin)

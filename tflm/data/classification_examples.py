@@ -18,7 +18,7 @@ class ClassificationExamples:
 
     texts: list  # One list of str per text field (1, or 2 for pairs).
     labels: list  # str labels.
-    source: str = ""
+    origin: str = ""  # Where they came from, for messages.
 
     def __len__(self):
         return len(self.labels)
@@ -96,4 +96,4 @@ def read_classification_examples(
     policy.report()
     if not labels:
         raise UserError(f"{path}: no usable examples")
-    return ClassificationExamples(texts, labels, source=path)
+    return ClassificationExamples(texts, labels, origin=path)

@@ -154,7 +154,7 @@ def select_training_examples(examples, label_ids, num_classes, config, model_dir
 def subset(examples, indices):
     """The examples at `indices`, in that order."""
     return ClassificationExamples([[column[i] for i in indices] for column in examples.texts],
-                                  [examples.labels[i] for i in indices], source=examples.source)
+                                  [examples.labels[i] for i in indices], origin=examples.origin)
 
 
 def _selected_count(config, label_ids):

@@ -26,7 +26,7 @@ from tflm.errors import UserError
 class Seq2SeqExamples:
     sources: list
     targets: list
-    source: str = ""  # Where they came from, for messages.
+    origin: str = ""  # Where they came from, for messages.
 
     def __len__(self):
         return len(self.sources)
@@ -88,5 +88,5 @@ def read_seq2seq_examples(spec, source_field="source", target_field="target", da
     policy.report()
     if not sources:
         raise UserError(f"{spec}: no usable examples")
-    return Seq2SeqExamples(sources, targets, source=spec)
+    return Seq2SeqExamples(sources, targets, origin=spec)
 

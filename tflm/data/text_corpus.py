@@ -25,7 +25,7 @@ TABLE_FORMATS = table_reader.FORMATS
 @dataclasses.dataclass
 class TextCorpus:
     texts: list
-    source: str = ""
+    origin: str = ""  # Where they came from, for messages.
 
     def __len__(self):
         return len(self.texts)
@@ -70,4 +70,4 @@ def read_text_corpus(specs, text_field="text", data_format="auto", header=True, 
         policy.report()
     if not texts:
         raise UserError(f"{specs}: empty corpus (no non-empty text)")
-    return TextCorpus(texts, source=specs)
+    return TextCorpus(texts, origin=specs)

@@ -76,7 +76,7 @@ class LanguageModelTask:
         room = self.config.max_seq_length - (2 if self.objective == "mlm" else 1)
         truncated = int((arrays.pop("lengths") > room).sum())
         if truncated:
-            logging.warning("%s: truncating %d of %d texts to --max_seq_length=%d tokens", corpus.source,
+            logging.warning("%s: truncating %d of %d texts to --max_seq_length=%d tokens", corpus.origin,
                             truncated, len(corpus), self.config.max_seq_length)
         arrays = data.trim_to_longest(arrays, "padding_mask", list(arrays))
         if self.objective == "mlm":

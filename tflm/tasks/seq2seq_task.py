@@ -98,7 +98,7 @@ class Seq2SeqTask:
         if long_sources or long_targets:
             logging.warning(
                 "%s: truncating %d of %d sources to --max_source_length=%d and %d targets to "
-                "--max_target_length=%d tokens", examples.source, long_sources, len(examples),
+                "--max_target_length=%d tokens", examples.origin, long_sources, len(examples),
                 self.config.max_source_length, long_targets, self.config.max_target_length,
             )
         for group in preprocessor.sequence_groups:

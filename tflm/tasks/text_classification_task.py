@@ -76,7 +76,7 @@ class TextClassificationTask:
             unknown = sorted(set(train_examples.labels) - set(vocabulary.names))
             if unknown:
                 raise UserError(
-                    f"{train_examples.source}: labels {unknown[:5]} are not in the label set "
+                    f"{train_examples.origin}: labels {unknown[:5]} are not in the label set "
                     f"{vocabulary.names}"
                 )
         return vocabulary
