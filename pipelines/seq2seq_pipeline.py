@@ -111,24 +111,26 @@ def task_config():
         max_target_length=FLAGS.max_target_length, dropout=FLAGS.dropout, label_smoothing=FLAGS.label_smoothing,
         source_field=FLAGS.source_field, target_field=FLAGS.target_field, reading=common_flags.data_reading(),
         decoding=generation.DecodingConfig(FLAGS.decoding, FLAGS.beam_size, FLAGS.length_penalty,
-                                           FLAGS.max_target_length, no_repeat_ngram_size()),
+                                           FLAGS.max_target_length, FLAGS.no_repeat_ngram_size),
     )
 
 
-def no_repeat_ngram_size():
-    """--no_repeat_ngram_size, or 0 where its default cannot apply.
+def drop_inapplicable_no_repeat_default():
+    """Sets --no_repeat_ngram_size to 0 where its default cannot apply.
 
     The default (3 for summarize) is for tflm's own search; a decoder-only
     backbone decodes with KerasHub's samplers, which have no such option.
-    Given explicitly with such a backbone, it reaches the task, which refuses it.
+    Set on the flag, the 0 is what flags.txt records, so `--flagfile` reruns
+    agree. Given explicitly with such a backbone, it reaches the task, which
+    refuses it.
     """
     if not FLAGS["no_repeat_ngram_size"].present and is_decoder_only(FLAGS.backbone):
-        return 0
-    return FLAGS.no_repeat_ngram_size
+        FLAGS.no_repeat_ngram_size = 0
 
 
 def main(defaults):
     strategy, precision, model_dir = common_flags.start_run(RUN_DEFINING_FLAGS)
+    drop_inapplicable_no_repeat_default()
     task = Seq2SeqTask(task_config())
     train_source, eval_source = common_flags.data_sources(defaults.demo_train, defaults.demo_eval)
     training_run = FLAGS.mode in ("train", "train_and_export")

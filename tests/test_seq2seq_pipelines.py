@@ -69,6 +69,10 @@ def test_summarize_a_decoder_only_backbone_drops_only_the_default_no_repeat_ngra
     result = run_module("pipelines.summarize", *gpt2)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rougeLsum" in json.load(open(tmp_path / "run" / "eval_results.json"))
+    # What the run decoded with is what its flagfile records, so a rerun from it works.
+    assert "--no_repeat_ngram_size=0\n" in (tmp_path / "run" / "flags.txt").read_text()
+    result = run_module("pipelines.summarize", f"--flagfile={tmp_path}/run/flags.txt", "--mode=eval")
+    assert result.returncode == 0, result.stderr[-3000:]
 
     result = run_module("pipelines.summarize", *gpt2, "--no_repeat_ngram_size=3")
     assert result.returncode == 1
