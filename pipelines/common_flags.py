@@ -21,7 +21,6 @@ from tflm.export import saved_model_versions
 from tflm import run_files
 from tflm import training
 from tflm.training import runtime
-from tflm.tuning import pipeline_runs
 
 FLAGS = flags.FLAGS
 MODES = ("train", "eval", "export", "train_and_export")
@@ -266,7 +265,7 @@ def define_export_flags(default_name):
 
 def announce_export(path):
     """Prints the line tflm-tune and tflm-select-model read the export's path from."""
-    print(f"{pipeline_runs.EXPORTED}{path}", flush=True)
+    print(f"{run_files.EXPORTED}{path}", flush=True)
 
 
 def export_target():

@@ -1,4 +1,7 @@
-"""Writing the small files of a run (metrics, flags, predictions) so a crash never leaves half of one."""
+"""Writing the small files of a run (metrics, flags, predictions) so a crash never leaves half of one.
+
+Also the one line of a run's output that a parent process reads: where it exported.
+"""
 
 import json
 import os
@@ -7,6 +10,9 @@ import tensorflow as tf
 
 # Every task's validation report, in its model dir: what a search or selection ranks by.
 EVAL_RESULTS_FILE = "eval_results.json"
+# Printed before the path of what a pipeline exported (a SavedModel, or pretrain's preset);
+# tflm-tune and tflm-select-model read it from the run's log.
+EXPORTED = "Exported and verified "
 
 
 def write_atomically(path, text):

@@ -1,7 +1,7 @@
 """Pretrained backbones: loading them, freezing parts of them, switching them to faster kernels."""
 
 from tflm.backbones.backbone_loader import BUNDLED_MINILM
-from tflm.backbones.backbone_loader import check_sequence_length
+from tflm.backbones.backbone_loader import check_sequence_lengths
 from tflm.backbones.backbone_loader import load_backbone
 from tflm.backbones.backbone_loader import load_preprocessor
 from tflm.backbones.backbone_loader import resolve_backbone

@@ -134,15 +134,16 @@ def load_backbone(spec, dtype=None):
     return backbone, preset
 
 
-def check_sequence_length(backbone, length, flag):
-    """Refuses a `flag` asking for more tokens than `backbone` has position embeddings for.
+def check_sequence_lengths(backbone, lengths):
+    """Refuses any of `lengths` ({flag: tokens}) beyond the position embeddings of `backbone`.
 
     Unchecked, it would fail inside KerasHub's position embedding at the first long enough batch.
     """
     limit = getattr(backbone, "max_sequence_length", None)
-    if limit is not None and length > limit:
-        raise UserError(f"{flag}={length}: the backbone has position embeddings for {limit} tokens; "
-                        f"use at most {limit}")
+    for flag, length in lengths.items():
+        if limit is not None and length > limit:
+            raise UserError(f"{flag}={length}: the backbone has position embeddings for {limit} tokens; "
+                            f"use at most {limit}")
 
 
 def load_preprocessor(preset, preprocessor_cls, **kwargs):

@@ -93,7 +93,7 @@ class LanguageModelTask:
         self.objective = keras_hub_language_model.resolve_objective(preset, c.objective)
         model, preprocessor = keras_hub_language_model.load_language_model(
             preset, self.objective, precision, c.max_seq_length)
-        backbones.check_sequence_length(model.backbone, c.max_seq_length, "--max_seq_length")
+        backbones.check_sequence_lengths(model.backbone, {"--max_seq_length": c.max_seq_length})
         if self.objective == "mlm":
             tokenizer = preprocessor.tokenizer
             if getattr(tokenizer, "mask_token_id", None) is None:

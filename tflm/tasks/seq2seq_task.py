@@ -116,6 +116,7 @@ class Seq2SeqTask:
         c = self.config
         preset = backbones.resolve_backbone(c.backbone)
         hub_cls, decoder_only = _model_route(preset)
+        lengths = {"--max_source_length": c.max_source_length, "--max_target_length": c.max_target_length}
         if hub_cls is not None or decoder_only:
             if c.target_vocabulary == "sentencepiece" or c.decoder_layers or c.cross_attention_init != "auto":
                 raise UserError(
@@ -131,24 +132,20 @@ class Seq2SeqTask:
                                 "KerasHub's samplers, which have no such option")
             model, hub_preprocessor = keras_hub_language_model.load_language_model(
                 preset, "causal_lm", precision, c.max_source_length + c.max_target_length)
-            backbones.check_sequence_length(model.backbone, c.max_source_length + c.max_target_length,
-                                            "--max_source_length + --max_target_length")
+            backbones.check_sequence_lengths(model.backbone, {
+                "--max_source_length + --max_target_length": c.max_source_length + c.max_target_length})
             preprocessor = PromptCompletionPreprocessor(hub_preprocessor.tokenizer, c.max_source_length,
                                                         c.max_target_length)
             encoder_part, decoder_part = model.backbone, None
         elif hub_cls is not None:
             model, preprocessor = keras_hub_seq2seq.load_keras_hub_seq2seq(
                 preset, hub_cls, precision, c.max_source_length, c.max_target_length)
-            for flag, length in (("--max_source_length", c.max_source_length),
-                                 ("--max_target_length", c.max_target_length)):
-                backbones.check_sequence_length(model.backbone, length, flag)
+            backbones.check_sequence_lengths(model.backbone, lengths)
             encoder_part, decoder_part = keras_hub_seq2seq.freezable_parts(model)
         else:
             backbone, preset = backbones.load_backbone(c.backbone, dtype=precision)
             # The warm-started decoder reuses the encoder's position embeddings.
-            for flag, length in (("--max_source_length", c.max_source_length),
-                                 ("--max_target_length", c.max_target_length)):
-                backbones.check_sequence_length(backbone, length, flag)
+            backbones.check_sequence_lengths(backbone, lengths)
             import keras_hub
 
             source_tokenizer = backbones.load_preprocessor(

@@ -96,7 +96,7 @@ class TextClassificationTask:
     # -- model -------------------------------------------------------------
     def build_model(self, backbone, num_classes):
         """Classifier on `backbone` with the configured layers frozen."""
-        backbones.check_sequence_length(backbone, self.config.max_seq_length, "--max_seq_length")
+        backbones.check_sequence_lengths(backbone, {"--max_seq_length": self.config.max_seq_length})
         spec = backbones.FreezeSpec.parse(self.config.freeze)
         backbones.apply_freeze(backbone, spec)
         model = heads.build_text_classifier(backbone, num_classes, self.config.dropout, self.config.pooling)

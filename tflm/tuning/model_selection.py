@@ -68,7 +68,7 @@ def evaluate_candidate(pipeline, backbone, pipeline_flags, work_dir, objective, 
     flags = list(pipeline_flags) + [f"--backbone={backbone}", f"--model_dir={result.model_dir}",
                                     f"--export_dir={export_root}", "--export_name=candidate"]
     run = pipeline_runs.run_pipeline_process(pipeline, flags + ["--mode=train"], log_path,
-                                     timeout=max_train_minutes * 60 or None)
+                                             timeout=max_train_minutes * 60 or None)
     result.train_minutes = run.seconds / 60
     result.peak_memory_mb = run.peak_memory_mb
     if not run.ok and not run.timed_out:

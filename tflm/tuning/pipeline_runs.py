@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from tflm import run_files
 from tflm.errors import UserError
 from tflm.metrics.classification_metrics import CLASSIFICATION_METRICS
 from tflm.metrics.generation_metrics import GENERATION_METRICS
@@ -28,8 +29,6 @@ METRICS = {"classify": CLASSIFICATION_METRICS,
            "pretrain": LANGUAGE_MODEL_METRICS}
 DEFAULT_METRIC = {"classify": "accuracy", "translate": "bleu", "summarize": "rougeLsum", "generate_text": "rougeL",
                   "pretrain": "perplexity"}
-# The line a pipeline prints with the path of what it exported (a SavedModel, or pretrain's preset).
-EXPORTED = "Exported and verified "
 # How long a run may take to checkpoint and exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 120
 
@@ -106,8 +105,8 @@ def export_run(pipeline, flags, model_dir, log_path):
     if not result.ok:
         raise UserError(f"exporting {model_dir} failed: {result.message}")
     with open(log_path) as f:
-        published = [line for line in f if line.startswith(EXPORTED)]
-    return published[-1][len(EXPORTED):].strip()
+        published = [line for line in f if line.startswith(run_files.EXPORTED)]
+    return published[-1][len(run_files.EXPORTED):].strip()
 
 
 def _last_message(log_path):
