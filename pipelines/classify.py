@@ -62,9 +62,11 @@ common_flags.define_layer_lr_decay_flag()
 flags.register_validator("best_metric", lambda v: v in metrics.CLASSIFICATION_METRICS,
                          message=f"--best_metric: one of {', '.join(metrics.CLASSIFICATION_METRICS)}")
 common_flags.define_export_flags("text_classifier")
-flags.DEFINE_integer("serving_float32_max_batch", 0, "When the model computes in bfloat16: 0 stores the weights it "
-                     "reads in bfloat16 in bfloat16 (half the size; on the CPU where bfloat16 trained fastest, also the "
-                     "fastest export at every request size); N > 0 keeps them in float32 and answers requests of at most N texts in float32.",
+flags.DEFINE_integer("serving_float32_max_batch", 0,
+                     "When the model computes in bfloat16: 0 stores the weights it reads in bfloat16 in bfloat16 "
+                     "(half the size; on the CPU where bfloat16 trained fastest, also the fastest export at every "
+                     "request size); N > 0 keeps them as float32 variables (not graph constants) and answers "
+                     "requests of at most N texts in float32.",
                      lower_bound=0)
 
 flags.DEFINE_enum("select", "none", ["none", *sample_selection_inputs.METHODS],

@@ -9,6 +9,7 @@ import tensorflow as tf
 from tflm import backbones
 from tflm.errors import UserError
 from tflm.export import ExportTarget, existing_versions, export_text_classifier, run_in_fresh_process, write_new_version
+from tflm.export import serving_module
 from tflm.export.serving_module import SERVING_BUCKET_WIDTH, request_bytes, token_features
 from tflm.tasks import TextClassificationConfig, TextClassificationTask
 
@@ -83,17 +84,57 @@ def test_small_requests_run_in_float32_and_batches_in_bfloat16(tiny_preset, tmp_
     assert json.load(open(os.path.join(path, "assets.extra", "tflm_model.json")))["float32_max_batch"] == 2
 
 
+def stored_weights(path):
+    """{(where, name): (dtype, bytes)} of the floating-point weights an export stores.
+
+    `where` is "variables" or the name of the graph function holding them as constants.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    stored = {}
+    variables = os.path.join(path, "variables")
+    if os.path.exists(os.path.join(variables, "variables.index")):
+        reader = tf.train.load_checkpoint(os.path.join(variables, "variables"))
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype.is_floating:
+                stored["variables", name] = (dtype, reader.get_tensor(name).nbytes)
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for function in saved_model.meta_graphs[0].graph_def.library.function:
+        for node in function.node_def:
+            dtype = tf.dtypes.as_dtype(node.attr["dtype"].type) if node.op == "Const" else None
+            if dtype is not None and dtype.is_floating and node.attr["value"].tensor.tensor_content:
+                content = node.attr["value"].tensor.tensor_content
+                stored[function.signature.name, node.name] = (dtype, len(content))
+    return stored
+
+
 def test_weights_are_stored_once(tiny_preset, tmp_path):
+    """As constants of one model function, which all three signatures call."""
     _, model, preprocessor = classifier(tiny_preset)
     path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [["a film"]])
-    variables = os.path.join(path, "variables")
-    stored = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+    stored = stored_weights(path)
     weight_bytes = sum(v.numpy().nbytes for v in model.weights)
-    assert weight_bytes <= stored < 1.3 * weight_bytes
+    assert weight_bytes <= sum(size for _, size in stored.values()) < 1.3 * weight_bytes
+    (where,) = {where for where, _ in stored}
+    assert "call_model" in where
+    assert json.load(open(os.path.join(path, "assets.extra", "tflm_model.json")))["weights"] == "constants"
+
+
+def test_weights_too_large_for_a_graph_stay_variables(tiny_preset, tmp_path, monkeypatch):
+    _, model, preprocessor = classifier(tiny_preset)
+    weight_bytes = sum(v.numpy().nbytes for v in model.weights)
+    monkeypatch.setattr(serving_module, "MAX_CONSTANT_WEIGHT_BYTES", weight_bytes - 1)
+    path = export_text_classifier(model, preprocessor, LABELS, ExportTarget(str(tmp_path), "clf"), [["a film"]])
+    stored = stored_weights(path)
+    assert {where for where, _ in stored} == {"variables"}
+    assert weight_bytes <= sum(size for _, size in stored.values()) < 1.3 * weight_bytes
+    assert json.load(open(os.path.join(path, "assets.extra", "tflm_model.json")))["weights"] == "variables"
 
 
 def test_bfloat16_model_stores_the_weights_it_reads_in_bfloat16(tiny_preset, tmp_path):
-    """The default for a mixed-precision classifier: same answers as in memory, about half the variables."""
+    """The default for a mixed-precision classifier: same answers as in memory, about half the bytes."""
     task = TextClassificationTask(TextClassificationConfig(backbone=tiny_preset, max_seq_length=32))
     keras.utils.set_random_seed(0)
     model = task.build_model(backbones.load_backbone(tiny_preset, dtype="mixed_bfloat16")[0], 3)
@@ -106,22 +147,29 @@ def test_bfloat16_model_stores_the_weights_it_reads_in_bfloat16(tiny_preset, tmp
     assert all(v.dtype == "float32" and np.array_equal(v.numpy(), before)  # The model itself is untouched.
                for v, before in zip(model.weights, weights_before))
 
-    def stored_bytes(path):
-        variables = os.path.join(path, "variables")
-        return sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+    def total_bytes(stored):
+        return sum(size for _, size in stored.values())
 
-    assert stored_bytes(low) < 0.6 * stored_bytes(wide)
-    stored = dict(zip((v.path for v in model.weights), (v.dtype for v in tf.saved_model.load(low).model_variables)))
-    assert all(stored[v.path] == tf.float32 for v in model.weights if not v._autocast)  # Layer norms.
-    assert sum(dtype == tf.bfloat16 for dtype in stored.values()) > len(stored) / 2
+    low_stored, wide_stored = stored_weights(low), stored_weights(wide)
+    assert total_bytes(low_stored) < 0.6 * total_bytes(wide_stored)
+    assert {where for where, _ in wide_stored} == {"variables"}  # The float32 path reads variables.
+
+    def dtype_of(path):
+        (dtype,) = [dtype for (_, name), (dtype, _) in low_stored.items() if name == path]
+        return dtype
+
+    assert all(dtype_of(v.path) == tf.float32 for v in model.weights if not v._autocast)  # Layer norms.
+    assert sum(dtype_of(v.path) == tf.bfloat16 for v in model.weights) > len(model.weights) / 2
     head = model.layers[-1]
-    assert head.compute_dtype == "float32" and stored[head.kernel.path] == tf.float32
+    assert head.compute_dtype == "float32" and dtype_of(head.kernel.path) == tf.float32
 
     features = {k: tf.cast(v, tf.int32) for k, v in preprocessor(tf.constant(texts)).items()}
     in_memory = tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)).numpy()
     replies = run_in_fresh_process(low, [("serving_default", {"text": request_bytes(texts).numpy()})])["replies"]
     np.testing.assert_allclose(np.array(replies[-1]["session"]["probabilities"]), in_memory, atol=2e-3)
-    assert json.load(open(os.path.join(low, "assets.extra", "tflm_model.json")))["float32_max_batch"] == 0
+    low_metadata = json.load(open(os.path.join(low, "assets.extra", "tflm_model.json")))
+    assert low_metadata["float32_max_batch"] == 0 and low_metadata["weights"] == "constants"
+    assert json.load(open(os.path.join(wide, "assets.extra", "tflm_model.json")))["weights"] == "variables"
 
 
 def test_sentence_pair_signature(tiny_preset, tmp_path):

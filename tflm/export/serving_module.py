@@ -7,6 +7,13 @@ calling the model through an untracked reference passes both loaders and
 stores each weight once (in bfloat16, where a mixed-precision model only
 reads it in bfloat16 and the subclass asks for `low_precision_weights`).
 
+A subclass that calls its model once per request, on the packed token ids,
+can instead ask for `constant_weights`: the weights become constants of one
+traced model function that every signature calls, so they are still stored
+once (in saved_model.pb, not variables/), and oneDNN, which caches its
+reordered copy of a constant matmul weight, answers one sentence about 17%
+faster on the AMX CPU (benchmarks/README.md, "Serving: weights as constants").
+
 Signatures, the same for every task:
   serving_default  raw text: one [batch] tf.string input per text field.
   serve_examples   `examples`: [batch] serialized tf.Example, one bytes
@@ -19,11 +26,14 @@ import contextlib
 import functools
 
 import tensorflow as tf
+from absl import logging
 
 from tflm.backbones import fast_kernels
 from tflm.data.tokenized_dataset import trim_to_bucketed_length
 
 EXAMPLES_INPUT = "examples"
+# Weights stored as graph constants must fit, with the rest of saved_model.pb, in a 2 GB protocol buffer.
+MAX_CONSTANT_WEIGHT_BYTES = 1 << 30
 
 
 class ServingModule(tf.Module):
@@ -38,7 +48,8 @@ class ServingModule(tf.Module):
     # exactly (see `verification.verify_export`).
     min_row_agreement = 1.0
 
-    def __init__(self, model, preprocessor, text_inputs, token_inputs, name=None, low_precision_weights=False):
+    def __init__(self, model, preprocessor, text_inputs, token_inputs, name=None, low_precision_weights=False,
+                 constant_weights=False):
         """Args:
           low_precision_weights: store each weight that the model only reads
             cast to a 16-bit compute dtype (mixed precision's autocast
@@ -46,20 +57,44 @@ class ServingModule(tf.Module):
             (the cast happens once, at export, instead of on every request) and
             the export is about half the size. The traced functions then have
             no float32 copy of those weights to compute with.
+          constant_weights: store the weights as constants of `call_model`,
+            which subclasses then use for their one model call per request;
+            models whose weights take over `MAX_CONSTANT_WEIGHT_BYTES` keep
+            variables.
         """
         super().__init__(name=name)
-        # {Keras variable id: the tf.Variable the export stores and the signatures read instead}.
-        stored = _low_precision_copies(model) if low_precision_weights else {}
-        self.model_variables = [stored.get(id(v), v.value) for v in model.weights]
-        # Untracked on purpose, like the model: tracked, Keras variables would be saved a second time.
-        object.__setattr__(self, "_swapped", [(v, stored[id(v)]) for v in model.weights if id(v) in stored])
+        object.__setattr__(self, "_model", model)  # Untracked on purpose.
+        # {Keras variable id: the value the export stores and the signatures read instead}.
+        low_precision = _low_precision_values(model) if low_precision_weights else {}
+        values = [(v, low_precision.get(id(v), v.value)) for v in model.weights]
+        weight_bytes = sum(value.shape.num_elements() * value.dtype.size for _, value in values)
+        self.constant_weights = constant_weights and weight_bytes <= MAX_CONSTANT_WEIGHT_BYTES
+        if constant_weights and not self.constant_weights:
+            logging.info("Exporting the weights as variables: %.1f GB is over the %.1f GB a graph's constants "
+                         "may take", weight_bytes / 1e9, MAX_CONSTANT_WEIGHT_BYTES / 1e9)
+        if self.constant_weights:
+            # Untracked: nothing goes to variables/; each value becomes a constant when `call_model` is traced.
+            object.__setattr__(self, "_constant_values", [(v, value.numpy()) for v, value in values])
+            object.__setattr__(self, "_swapped", [])
+            # Traced now, once: a tf.function would be traced again when saved (tf.saved_model.save
+            # traces in a context of its own), storing the weights twice.
+            object.__setattr__(self, "call_model", tf.function(
+                self._for_serving(self._call_model_on_constants), autograph=False,
+                input_signature=[{n: tf.TensorSpec([None, None], tf.int32, name=n) for n in token_inputs}],
+            ).get_concrete_function())
+        else:
+            stored = {id(v): tf.Variable(value, trainable=False, name=v.name) for v, value in values
+                      if id(v) in low_precision}
+            self.model_variables = [stored.get(id(v), v.value) for v in model.weights]
+            # Untracked on purpose, like the model: tracked, Keras variables would be saved a second time.
+            object.__setattr__(self, "_swapped", [(v, stored[id(v)]) for v in model.weights if id(v) in stored])
+            object.__setattr__(self, "call_model", self._call_model)
         # Tokenizers that own TF resources (e.g. SentencePiece) need tracking;
         # the preprocessor has no weights, so nothing is stored twice.
         self.preprocessor = preprocessor
-        object.__setattr__(self, "_model", model)  # Untracked on purpose.
         # The Session loader fuses ops differently; in bfloat16 that moves
         # probabilities by up to ~1e-3 (float32: far below 1e-4).
-        self.low_precision = any(layer.compute_dtype != "float32" for layer in model._flatten_layers())
+        self.low_precision = computes_in_low_precision(model)
         self.atol = 2e-3 if self.low_precision else 1e-4
         self.text_inputs = tuple(text_inputs)
         self.token_inputs = tuple(token_inputs)
@@ -85,6 +120,14 @@ class ServingModule(tf.Module):
                 return function(*args)
 
         return traced
+
+    def _call_model(self, features):
+        return self._model(features, training=False)
+
+    def _call_model_on_constants(self, features):
+        # Created in this function's graph, so they are stored once, whichever signatures call it.
+        with _reading([(v, tf.constant(value, name=v.path)) for v, value in self._constant_values]):
+            return self._call_model(features)
 
     def _serve_text(self, texts):
         return self.outputs_from_text([sanitize_text(texts[n]) for n in self.text_inputs])
@@ -131,22 +174,25 @@ class ServingModule(tf.Module):
         return {k: v.numpy() for k, v in function(argument).items()}
 
 
-def _low_precision_copies(model):
-    """{id: tf.Variable} for the float32 weights `model` reads only autocast to a 16-bit float, cast to it."""
-    copies = {}
+def computes_in_low_precision(model):
+    return any(layer.compute_dtype != "float32" for layer in model._flatten_layers())
+
+
+def _low_precision_values(model):
+    """{id: tensor} for the float32 weights `model` reads only autocast to a 16-bit float, cast to it."""
+    values = {}
     for layer in model._flatten_layers(include_self=True):
         if layer.compute_dtype not in ("bfloat16", "float16"):
             continue
         for variable in layer._trainable_variables + layer._non_trainable_variables:
-            if variable._autocast and variable.dtype == "float32" and id(variable) not in copies:
-                copies[id(variable)] = tf.Variable(tf.cast(variable.value, layer.compute_dtype), trainable=False,
-                                                   name=variable.name)
-    return copies
+            if variable._autocast and variable.dtype == "float32" and id(variable) not in values:
+                values[id(variable)] = tf.cast(variable.value, layer.compute_dtype)
+    return values
 
 
 @contextlib.contextmanager
 def _reading(swapped):
-    """Inside, each Keras variable of the (Keras variable, tf.Variable) pairs reads the tf.Variable.
+    """Inside, each Keras variable of the (Keras variable, tensor or tf.Variable) pairs reads the second.
 
     Under autocast a 16-bit value passes through unchanged, so the traced
     model computes exactly as it does with its float32 weights cast on use.
