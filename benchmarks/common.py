@@ -15,6 +15,7 @@ def run_pipeline(pipeline, flags, log_path):
 
     Output is appended to `log_path`; a failed run stops the benchmark with its error line.
     """
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)  # A fresh --work_dir.
     result = pipeline_runs.run_pipeline_process(pipeline, flags, log_path)
     if not result.ok:
         raise SystemExit(f"{pipeline} failed ({result.message}); log: {log_path}")

@@ -135,9 +135,15 @@ def main(argv):
     print("|" + "---|" * len(columns))
     for row in rows:
         print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    # A run of some --pipelines replaces their rows and keeps the others'.
+    path = os.path.join(RESULTS_DIR, "export_serving.json")
+    kept = []
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = [row for row in json.load(f) if row["pipeline"] not in FLAGS.pipelines]
     os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, "export_serving.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    with open(path, "w") as f:
+        json.dump(sorted(kept + rows, key=lambda row: list(EXPORT_NAMES).index(row["pipeline"])), f, indent=1)
     print(f"wrote {os.path.join(RESULTS_DIR, 'export_serving.json')}")
 
 

@@ -10,9 +10,11 @@ reads it in bfloat16 and the subclass asks for `low_precision_weights`).
 A subclass that calls its model once per request, on the packed token ids,
 can instead ask for `constant_weights`: the weights become constants of one
 traced model function that every signature calls, so they are still stored
-once (in saved_model.pb, not variables/), and oneDNN, which caches its
-reordered copy of a constant matmul weight, answers one sentence about 17%
-faster on the AMX CPU (benchmarks/README.md, "Serving: weights as constants").
+once (in saved_model.pb, not variables/). A request then runs no variable
+reads, and the graph optimizer folds the weights' reshapes once, at load:
+one sentence ran about a fifth fewer kernels and answered 18-25% faster on
+the AMX CPU (benchmarks/README.md, twelfth sitting: "serving, weights as
+constants"). Loading and the warmup replay take longer instead.
 
 Signatures, the same for every task:
   serving_default  raw text: one [batch] tf.string input per text field.
