@@ -144,7 +144,7 @@ def main(argv):
     os.makedirs(RESULTS_DIR, exist_ok=True)
     with open(path, "w") as f:
         json.dump(sorted(kept + rows, key=lambda row: list(EXPORT_NAMES).index(row["pipeline"])), f, indent=1)
-    print(f"wrote {os.path.join(RESULTS_DIR, 'export_serving.json')}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
